@@ -1,0 +1,25 @@
+"""fpcore: backdoor attacks on deep networks and the Fine-Pruning defense, in small pieces.
+
+data      -> the three case studies as resident tensors (train / val / test)
+triggers  -> stickers, sunglasses and beeps; label maps; poisoning
+models    -> SignNet, DeepID, SpeechNet, each split at its prune site
+train     -> one fit/evaluate loop, profiles, seeds
+prune     -> channel ranking, the cached pruning sweep, the stopping rule
+defenses  -> fine-tuning, pruning and fine-pruning on the validation split
+adaptive  -> the pruning-aware attack
+store     -> safetensors model files and the trained-model cache
+zoo       -> trained models by name, cached across chapters
+"""
+from .data import Split, Task, load_task
+from .download import DataMissingError
+from .models import DeepID, PrunableNet, SignNet, SpeechNet, build_model, shrink
+from .triggers import Attack, default_attack, poison, sticker, sunglasses, tone
+from .train import device, evaluate, fit, resolve_profile, seed_everything
+from .prune import (channel_activity, choose_k, k_for_fraction, naive_prune_curve, prune,
+                    prune_curve, prune_order)
+from .defenses import fine_prune, fine_tune, prune_defense
+from .adaptive import pruning_aware_attack
+from .store import ModelFileError, load_model, save_model
+from .zoo import trained_model
+
+__version__ = "0.1.0"

@@ -1,0 +1,154 @@
+"""The pruning defense: rank channels by how active they are on clean data, cut the dormant ones.
+
+The ranking is computed once, so the activations at the prune site are too:
+the sweep runs the trunk once per evaluation set and then only the head for
+every number of pruned channels k = 0..C. Public toolkits re-run the whole
+network for every k; `naive_prune_curve` does exactly that, for tests and
+benchmarks.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import torch
+
+from .data import Task
+from .models import PrunableNet, require_prunable
+from .train import EVAL_BATCH
+from .triggers import Attack
+
+
+@torch.no_grad()
+def site_activations(model: PrunableNet, task: Task, x: torch.Tensor) -> torch.Tensor:
+    """Unmasked activations at the prune site for a raw batch, in fixed-size chunks."""
+    model.eval()
+    dev = model.mask.device
+    return torch.cat([model.trunk(task.prepare(c.to(dev))) for c in x.split(EVAL_BATCH)])
+
+
+def channel_activity(model: PrunableNet, task: Task, split: str = "val",
+                     attack: Optional[Attack] = None) -> torch.Tensor:
+    """Mean activation of every channel at the prune site, over images and positions.
+
+    The defender calls this on the clean validation split. With `attack`, the
+    triggered copy of the split is used instead (to *look* at the backdoor).
+    """
+    require_prunable(model)
+    s = getattr(task, split)
+    if len(s) == 0:
+        raise ValueError(f"the {split} split of task {task.name!r} is empty: cannot rank channels")
+    if attack is not None:
+        s = attack.apply(s)
+    a = site_activations(model, task, s.x) * model.mask.view(1, -1, 1, 1)
+    return a.mean(dim=(0, 2, 3)).cpu()
+
+
+def prune_order(activity: torch.Tensor) -> torch.Tensor:
+    """Channels from least to most active (ties keep channel order)."""
+    return torch.sort(activity, stable=True).indices
+
+
+def mask_after(model: PrunableNet, order: torch.Tensor, k: int) -> torch.Tensor:
+    """The model's mask with the first k channels of `order` also switched off."""
+    if not 0 <= k <= model.channels:
+        raise ValueError(f"k must be in [0, {model.channels}], got {k}")
+    m = model.mask.clone()
+    m[order[:k].to(m.device)] = 0
+    return m
+
+
+def prune(model: PrunableNet, order: torch.Tensor, k: int) -> PrunableNet:
+    """A copy of `model` with the k least active channels masked."""
+    pruned = copy.deepcopy(require_prunable(model))
+    pruned.mask.copy_(mask_after(model, order, k))
+    return pruned
+
+
+def k_for_fraction(model: PrunableNet, fraction: float) -> int:
+    """Number of channels for a fraction of the prune site."""
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"pruning fraction must be in [0, 1], got {fraction}")
+    return int(round(fraction * require_prunable(model).channels))
+
+
+@dataclass
+class PruneCurve:
+    """Accuracy (and ASR) for every number of pruned channels k = 0..C, as fractions."""
+    order: torch.Tensor
+    k: np.ndarray
+    acc: dict = field(default_factory=dict)   # split name -> array over k
+    asr: Optional[np.ndarray] = None          # on the triggered test split
+
+    @property
+    def fraction(self) -> np.ndarray:
+        return self.k / self.k[-1]
+
+
+def _eval_sets(task: Task, attack: Optional[Attack], splits) -> dict:
+    sets = {s: getattr(task, s) for s in splits}
+    if attack is not None and "test" in splits:
+        sets["asr"] = attack.apply(task.test)
+    return sets
+
+
+def _curve(order, n, results) -> PruneCurve:
+    acc = {s: np.array(v) for s, v in results.items() if s != "asr"}
+    asr = np.array(results["asr"]) if "asr" in results else None
+    return PruneCurve(order.cpu(), np.arange(n + 1), acc, asr)
+
+
+@torch.no_grad()
+def prune_curve(model: PrunableNet, task: Task, attack: Optional[Attack] = None,
+                order: Optional[torch.Tensor] = None, splits=("val", "test")) -> PruneCurve:
+    """Sweep k = 0..C: trunk once per evaluation set, head only for every k.
+
+    `order` defaults to the ranking on the clean validation split. ASR is
+    measured on the triggered test split when `attack` is given and "test"
+    is among `splits` (the defender's own sweep uses splits=("val",)).
+    """
+    require_prunable(model).eval()
+    order = prune_order(channel_activity(model, task)) if order is None else order
+    sets = _eval_sets(task, attack, splits)
+    cached = {name: (site_activations(model, task, s.x), s.y.to(model.mask.device))
+              for name, s in sets.items()}
+    results = {name: [] for name in sets}
+    for k in range(model.channels + 1):
+        m = mask_after(model, order, k).view(1, -1, 1, 1)
+        for name, (a, y) in cached.items():
+            pred = torch.cat([model.head(c * m).argmax(1) for c in a.split(EVAL_BATCH)])
+            results[name].append((pred == y).float().mean().item())
+    return _curve(order, model.channels, results)
+
+
+@torch.no_grad()
+def naive_prune_curve(model: PrunableNet, task: Task, attack: Optional[Attack] = None,
+                      order: Optional[torch.Tensor] = None, splits=("val", "test")) -> PruneCurve:
+    """The usual way: mask k channels and re-run the whole network, for every k."""
+    from .train import predict
+    order = prune_order(channel_activity(model, task)) if order is None else order
+    sets = _eval_sets(task, attack, splits)
+    results = {name: [] for name in sets}
+    for k in range(model.channels + 1):
+        pruned = prune(model, order, k)
+        for name, s in sets.items():
+            results[name].append((predict(pruned, task, s.x) == s.y.to(model.mask.device)).float().mean().item())
+    return _curve(order, model.channels, results)
+
+
+def choose_k(val_acc, max_drop: float) -> int:
+    """Prune until validation accuracy falls more than `max_drop` points below its start.
+
+    Returns the largest k such that no k' <= k dropped more than the threshold:
+    the defender prunes one channel at a time and stops at the first violation,
+    so the returned network never violates it.
+    """
+    if max_drop < 0:
+        raise ValueError(f"the accuracy-drop threshold must be >= 0 points, got {max_drop}")
+    acc = np.asarray(val_acc, dtype=float)
+    if acc.size == 0:
+        raise ValueError("empty validation-accuracy curve")
+    bad = np.nonzero((acc[0] - acc) * 100 > max_drop + 1e-9)[0]
+    return int(bad[0] - 1) if bad.size else int(acc.size - 1)

@@ -1,0 +1,109 @@
+"""Model files and the cache of trained models.
+
+A model file from someone else is exactly the threat this course is about, so
+model files are safetensors: tensors plus a JSON header, nothing that runs.
+The class comes from a fixed list of fpcore models, never from the file.
+
+Trained models are cached under a key of task, kind, profile, seed and a hash
+of the code that trains them, so later chapters reuse what earlier ones
+trained, and a change to the training code retrains instead of reusing.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from .data import Task, project_root
+from .models import MODELS, PrunableNet, build_model, require_prunable
+
+
+class ModelFileError(ValueError):
+    """A model file that fpcore refuses to load."""
+
+
+def save_model(model: PrunableNet, path, **meta) -> Path:
+    """Write a model as safetensors (atomically: a crash never leaves half a file)."""
+    require_prunable(model)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = {"class": type(model).__name__, "config": json.dumps(model.config),
+              **{k: json.dumps(v) for k, v in meta.items()}}
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=header)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def load_model(path, device=None) -> PrunableNet:
+    """Load a safetensors model file written by `save_model`; never unpickles anything."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no model file at {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ModelFileError(
+            f"{path} is not a safetensors model file ({e}). fpcore does not unpickle model "
+            "files (.pt/.pth pickles can run code when loaded). Ask for a .safetensors file, "
+            "or convert a state dict you trust with fpcore.save_model.") from None
+    cls = MODELS.get(header.get("class", ""))
+    if cls is None or "config" not in header:
+        raise ModelFileError(f"{path} does not say which fpcore model it holds "
+                             f"(header class {header.get('class')!r}; known: {', '.join(MODELS)})")
+    model = cls(**json.loads(header["config"]))
+    model.load_state_dict(state)
+    model.meta = {k: json.loads(v) for k, v in header.items() if k not in ("class", "config")}
+    return model.to(device or "cpu").eval()
+
+
+# ----------------------------------------------------------------- the cache
+TRAINING_CODE = ("data.py", "triggers.py", "models.py", "train.py", "prune.py", "adaptive.py")
+
+
+def code_hash() -> str:
+    """A short hash of the modules that decide what a trained model looks like."""
+    h = hashlib.sha256()
+    for name in TRAINING_CODE:
+        h.update((Path(__file__).parent / name).read_bytes())
+    return h.hexdigest()[:12]
+
+
+def cache_dir() -> Path:
+    """$FPCORE_CACHE, else the checkout's data/cache, else ~/.cache/fpcore/models."""
+    if os.environ.get("FPCORE_CACHE"):
+        return Path(os.environ["FPCORE_CACHE"]).expanduser()
+    root = project_root()
+    return root / "data" / "cache" if root else Path.home() / ".cache" / "fpcore" / "models"
+
+
+def cache_path(task_name: str, kind: str, profile: str, seed: int) -> Path:
+    return cache_dir() / f"{task_name}-{kind}-{profile}-s{seed}-{code_hash()}.safetensors"
+
+
+def cached(task_name: str, kind: str, profile: str, seed: int, train_fn, device=None) -> PrunableNet:
+    """Load a trained model from the cache, or train it with `train_fn()` and store it."""
+    path = cache_path(task_name, kind, profile, seed)
+    if path.exists():
+        try:
+            return load_model(path, device)
+        except ModelFileError:
+            path.unlink()          # a damaged cache entry: retrain
+    model = train_fn()
+    save_model(model, path, task=task_name, kind=kind, profile=profile, seed=seed)
+    return model
