@@ -1,0 +1,312 @@
+"""The book: paired notebooks, chapter conventions, and the built HTML in a real browser.
+
+The HTML is built once per session by tools/build_book.py (or reused when a build
+newer than every input exists), then served from 127.0.0.1 and opened in headless
+Chromium through Playwright.
+"""
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+import booklib  # noqa: E402
+
+pytestmark = pytest.mark.book
+
+CHAPTERS = booklib.existing_chapters()
+PAGES = [booklib.toc_root()] + CHAPTERS
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+SCREENSHOTS = booklib.BUILD / "screenshots"
+
+
+def _ids(entries):
+    return [Path(e).name for e in entries]
+
+
+# ---------------------------------------------------------------------------
+# sources: no build needed
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("entry", CHAPTERS, ids=_ids(CHAPTERS))
+def test_ipynb_is_fresh_regeneration_of_md(entry):
+    problems = booklib.sync_problems(ROOT / f"{entry}.md")
+    assert not problems, (f"{entry}.ipynb: {'; '.join(problems)}. Regenerate it with "
+                          f"`python tools/build_book.py --sync --only {booklib.chapter_number(entry)}`")
+
+
+@pytest.mark.parametrize("entry", CHAPTERS, ids=_ids(CHAPTERS))
+def test_chapter_follows_conventions(entry):
+    """The conventions of chapters/_template.md that a machine can check."""
+    nb = booklib.notebook_from_md(ROOT / f"{entry}.md")
+    assert nb.metadata.get("kernelspec", {}).get("name") == "python3"
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code, "a chapter has code cells"
+    first = code[0]
+    repo_url, _ = booklib.repository()
+    assert "remove-cell" in first.metadata.get("tags", []), "the first code cell (Colab install) is tagged remove-cell"
+    assert '"google.colab" in sys.modules' in first.source, "the Colab cell installs only inside Colab"
+    assert f'"git+{repo_url}"' in first.source, (
+        f"the Colab cell installs git+{repo_url} (the repository url of _config.yml)")
+    params = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    assert len(params) == 1, "exactly one cell tagged 'parameters'"
+    assert re.search(r'^PROFILE = "auto"', params[0].source, re.M), 'the parameters cell sets PROFILE = "auto"'
+    assert re.search(r"^SEED = 0\b", params[0].source, re.M), "the parameters cell sets SEED = 0"
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    first_section = text.split("\n## ", 1)[0]
+    assert "What you will learn" in first_section, "'What you will learn' comes before the first section"
+    assert "```{exercise}" in text, "the chapter ends with exercises ({exercise})"
+    solutions = re.findall(r"```\{solution\}[^\n]*\n((?::[^\n]*\n)*)", text)
+    assert solutions, "exercises have solutions ({solution})"
+    for opts in solutions:
+        assert ":class: dropdown" in opts, "every {solution} is folded (:class: dropdown)"
+    # the repository URL lives in _config.yml; any other mention in a chapter must agree
+    for url in re.findall(r"git\+(https://[^\s\"']+)", "\n".join(c.source for c in nb.cells)):
+        assert url.rstrip("/") == repo_url, f"{url} is not the repository url of _config.yml"
+
+
+def test_repository_url_agrees_with_config():
+    """_config.yml names the repository; every other mention must agree with it."""
+    repo_url, branch = booklib.repository()
+    name = repo_url.rsplit("/", 1)[1]
+    files = [ROOT / "README.md", ROOT / "index.md", *(ROOT / f"{e}.md" for e in CHAPTERS)]
+    for path in files:
+        if not path.exists():
+            continue
+        text = path.read_text(encoding="utf-8")
+        for url in re.findall(rf"https://github\.com/[\w.-]+/{re.escape(name)}\b", text):
+            assert url == repo_url, f"{path.relative_to(ROOT)}: {url} is not {repo_url} (_config.yml)"
+        for colab in re.findall(r"https://colab\.research\.google\.com/github/\S+?\.ipynb", text):
+            assert colab.startswith(booklib.colab_prefix()), f"{path.relative_to(ROOT)}: {colab}"
+
+
+def test_template_is_not_in_the_book_or_the_tests():
+    template = booklib.CHAPTERS / "_template.md"
+    assert template.exists(), "chapters/_template.md is the chapter authors' starting point"
+    assert not any(Path(e).name.startswith("_") for e in booklib.toc_chapters())
+    listed = subprocess.run([sys.executable, str(ROOT / "tools" / "build_book.py"), "--list-notebooks"],
+                            capture_output=True, text=True, check=True).stdout.split()
+    assert listed == [f"{e}.ipynb" for e in CHAPTERS]
+    assert not any("_template" in p for p in listed)
+
+
+# ---------------------------------------------------------------------------
+# the built book
+# ---------------------------------------------------------------------------
+
+def _newest_input() -> float:
+    paths = [ROOT / "_config.yml", ROOT / "_toc.yml", *ROOT.glob(f"{booklib.toc_root()}.*"),
+             *(ROOT / "_static").rglob("*"), *(ROOT / "tools").glob("*.py"), *booklib.fpcore_sources()]
+    for e in CHAPTERS:
+        paths += [ROOT / f"{e}.md", ROOT / f"{e}.ipynb"]
+    return max(p.stat().st_mtime for p in paths if p.is_file())
+
+
+def _build_is_fresh() -> bool:
+    stamp = booklib.STAMP
+    if os.environ.get("FP_BOOK_REBUILD") or not stamp.exists() or not booklib.HTML.is_dir():
+        return False
+    try:
+        built = json.loads(stamp.read_text())["chapters"]
+    except (ValueError, KeyError):
+        return False
+    return built == CHAPTERS and stamp.stat().st_mtime > _newest_input()
+
+
+@pytest.fixture(scope="session")
+def book_html() -> Path:
+    if not _build_is_fresh():
+        cmd = [sys.executable, str(ROOT / "tools" / "build_book.py"), "--reuse"]
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        if proc.returncode != 0:
+            tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-60:])
+            pytest.fail(f"`python tools/build_book.py --reuse` failed (exit {proc.returncode}):\n{tail}")
+    return booklib.HTML
+
+
+@pytest.fixture(scope="session")
+def server(book_html):
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(book_html)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture(scope="session")
+def browser(skip_or_fail):
+    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
+        skip_or_fail(f"Chromium not found at {CHROMIUM}: install Debian's chromium (apt-get install chromium) "
+                     "or set CHROMIUM to its path")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        skip_or_fail("the playwright Python package is not installed (pip install playwright)")
+    pw = sync_playwright().start()
+    try:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    except Exception as exc:  # noqa: BLE001
+        pw.stop()
+        skip_or_fail(f"Chromium at {CHROMIUM} did not start: {exc}")
+    yield b
+    b.close()
+    pw.stop()
+
+
+class Visit:
+    """One page opened in a fresh browser context, with everything that went wrong."""
+
+    def __init__(self, browser, server, path, color_scheme="light"):
+        self.console_errors, self.page_errors, self.failed, self.external = [], [], [], []
+        self.context = browser.new_context(viewport={"width": 1280, "height": 900}, color_scheme=color_scheme)
+        self.page = self.context.new_page()
+        self.page.route("**/*", self._route)
+        self.page.on("console", lambda m: m.type == "error" and self.console_errors.append(
+            f"{m.text} @ {m.location.get('url', '')}"))
+        self.page.on("pageerror", lambda e: self.page_errors.append(str(e)))
+        self.page.on("requestfailed", lambda r: self.failed.append(f"{r.url}: {r.failure}"))
+        self.response = self.page.goto(f"{server}/{path}", wait_until="networkidle")
+
+    def _route(self, route):
+        host = urlparse(route.request.url).hostname
+        if host in ("127.0.0.1", None):
+            route.continue_()
+        else:  # the book must not load anything from elsewhere
+            self.external.append(route.request.url)
+            route.abort()
+
+    def close(self):
+        self.context.close()
+
+
+@pytest.fixture
+def visit(browser, server):
+    opened = []
+
+    def _visit(path, **kw):
+        v = Visit(browser, server, path, **kw)
+        opened.append(v)
+        return v
+
+    yield _visit
+    for v in opened:
+        v.close()
+
+
+def _expected_figures(entry: str) -> int:
+    """Image outputs of the executed notebook that the HTML should show."""
+    nb = json.loads((booklib.STAGE / f"{entry}.ipynb").read_text(encoding="utf-8"))
+    n = 0
+    for cell in nb["cells"]:
+        tags = set(cell.get("metadata", {}).get("tags", []))
+        if cell["cell_type"] != "code" or tags & {"remove-cell", "remove-output"}:
+            continue
+        n += sum(1 for o in cell.get("outputs", []) if {"image/png", "image/svg+xml", "image/jpeg"}
+                 & set(o.get("data", {})))
+    return n
+
+
+@pytest.mark.parametrize("entry", PAGES, ids=_ids(PAGES))
+def test_page_in_browser(entry, visit, book_html):
+    v = visit(f"{entry}.html")
+    page = v.page
+    assert v.response is not None and v.response.ok, f"{entry}.html: HTTP {v.response and v.response.status}"
+    assert not v.external, f"the page loads external resources: {v.external}"
+    assert not v.page_errors, f"JavaScript errors: {v.page_errors}"
+    assert not v.console_errors, f"console errors: {v.console_errors}"
+    assert not v.failed, f"failed requests: {v.failed}"
+
+    # no traceback, no error output
+    article = page.locator("article.bd-article")
+    assert article.count() == 1
+    assert page.locator(".cell_output .traceback, .cell_output .output.error").count() == 0
+    outputs = " ".join(page.locator(".cell_output").all_inner_texts())
+    assert "Traceback (most recent call last)" not in outputs
+    assert not re.search(r"^\w*(Error|Exception):", outputs, re.M), "an error message in an output cell"
+
+    # every image decoded; chapters with figures show them
+    images = page.evaluate("""() => Array.from(document.querySelectorAll('article img')).map(i => ({
+        src: i.getAttribute('src'), complete: i.complete, width: i.naturalWidth,
+        shown: i.getBoundingClientRect().width > 0}))""")
+    broken = [i["src"] for i in images if not (i["complete"] and i["width"] > 0)]
+    assert not broken, f"images that did not decode: {broken}"
+    if entry in CHAPTERS:
+        expected = _expected_figures(entry)
+        shown = page.locator(".cell_output img").evaluate_all(
+            "els => els.filter(i => i.naturalWidth > 0 && i.getBoundingClientRect().width > 0).length")
+        if expected:
+            assert shown >= 1, f"the notebook has {expected} figure(s); the page shows {shown}"
+
+    # math rendered by the local MathJax
+    if page.locator(".math").count():
+        page.wait_for_selector("mjx-container", timeout=15_000)
+
+    # Colab links point to notebooks in this repository
+    prefix = booklib.colab_prefix()
+    hrefs = page.locator("a[href*='colab.research.google.com']").evaluate_all("els => els.map(a => a.href)")
+    if entry in CHAPTERS:
+        assert hrefs, "a chapter has a Colab launch button"
+    for href in hrefs:
+        assert href.startswith(prefix), f"{href} does not start with {prefix}"
+        rel = href[len(prefix):]
+        assert rel.endswith(".ipynb") and (ROOT / rel).is_file(), f"{href}: {rel} is not a notebook in the repository"
+        if entry in CHAPTERS:
+            assert rel == f"{entry}.ipynb"
+
+
+def test_template_is_not_built(book_html):
+    assert not list(book_html.rglob("_template*")), "chapters/_template.md must not be built"
+
+
+def test_search_finds_backdoor(visit):
+    v = visit("search.html?q=backdoor")
+    v.page.wait_for_selector("#search-results li", timeout=20_000)
+    links = v.page.locator("#search-results li a").evaluate_all("els => els.map(a => a.getAttribute('href'))")
+    assert links, "search for 'backdoor' returns results"
+    assert any("chapters/" in h for h in links), f"search results point into the chapters: {links}"
+    assert not v.page_errors and not v.console_errors and not v.external
+
+
+def test_screenshots_and_dark_theme(visit):
+    """A screenshot of one chapter, light and dark, for people to look at; in the dark
+    theme figures keep their white background."""
+    entry = next((c for c in CHAPTERS if _expected_figures(c)), CHAPTERS[0] if CHAPTERS else None)
+    if entry is None:
+        pytest.skip("no chapter yet")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    name = Path(entry).name
+    light = visit(f"{entry}.html")
+    out = SCREENSHOTS / f"{name}.png"
+    light.page.screenshot(path=str(out), full_page=True)
+    assert out.stat().st_size > 10_000
+
+    dark = visit(f"{entry}.html", color_scheme="dark")
+    dark.page.evaluate("() => { localStorage.setItem('mode', 'dark'); }")
+    dark.page.reload(wait_until="networkidle")
+    assert dark.page.evaluate("() => document.documentElement.dataset.theme") == "dark"
+    dark.page.screenshot(path=str(SCREENSHOTS / f"{name}-dark.png"), full_page=True)
+    backgrounds = dark.page.locator(".cell_output img").evaluate_all(
+        "els => els.map(i => getComputedStyle(i).backgroundColor)")
+    if _expected_figures(entry):
+        assert backgrounds and all(b == "rgb(255, 255, 255)" for b in backgrounds), backgrounds
+    assert not dark.page_errors and not dark.console_errors
