@@ -257,6 +257,13 @@ def test_page_in_browser(entry, visit, book_html):
         if expected:
             assert shown >= 1, f"the notebook has {expected} figure(s); the page shows {shown}"
 
+    # exercise solutions are folded until the reader opens them
+    folded = page.locator(".solution").evaluate_all(
+        "els => els.map(e => e.classList.contains('toggle-hidden'))")
+    assert all(folded), f"{folded.count(False)} of {len(folded)} solutions are not folded (:class: dropdown)"
+    if entry in CHAPTERS:
+        assert page.locator(".exercise").count() >= 1, "a chapter ends with exercises"
+
     # math rendered by the local MathJax
     if page.locator(".math").count():
         page.wait_for_selector("mjx-container", timeout=15_000)

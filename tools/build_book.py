@@ -49,6 +49,7 @@ def parse_args(argv=None):
     p.add_argument("--reuse", action="store_true", help="skip executing a chapter whose staged output is newer "
                    "than its .md/.ipynb and the fpcore sources and was run with the same parameters")
     p.add_argument("--sync", action="store_true", help="regenerate each selected chapter's .ipynb from its .md")
+    p.add_argument("--cell-timeout", type=int, default=1800, help="seconds a single cell may run (default 1800)")
     p.add_argument("--no-html", action="store_true", help="execute only, do not run jupyter-book")
     p.add_argument("--list-notebooks", action="store_true",
                    help="print the .ipynb of every TOC chapter whose .md exists, and exit")
@@ -100,7 +101,7 @@ def hide_injected_parameters(path: Path, params: dict) -> None:
     path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def execute(entry: str, params: dict) -> float:
+def execute(entry: str, params: dict, timeout: int) -> float:
     import papermill
 
     src = ROOT / f"{entry}.ipynb"
@@ -111,7 +112,7 @@ def execute(entry: str, params: dict) -> float:
     try:
         papermill.execute_notebook(
             str(src), str(tmp), parameters=params, kernel_name="python3",
-            cwd=str(CHAPTERS), progress_bar=False, log_output=False,
+            cwd=str(CHAPTERS), progress_bar=False, log_output=False, execution_timeout=timeout,
         )
     except BaseException:
         FAILED.mkdir(parents=True, exist_ok=True)
@@ -247,7 +248,7 @@ def main(argv=None) -> int:
             continue
         print(f"  executing {c}.ipynb (PROFILE={args.profile!r}, SEED={args.seed}) ...", flush=True)
         try:
-            secs = execute(c, params)
+            secs = execute(c, params, args.cell_timeout)
         except Exception as exc:  # papermill raises PapermillExecutionError on a failing cell
             failed.append(c)
             first = str(exc).strip().splitlines()
