@@ -91,6 +91,8 @@ def _eval_sets(task: Task, attack: Optional[Attack], splits) -> dict:
     sets = {s: getattr(task, s) for s in splits}
     if attack is not None and "test" in splits:
         sets["asr"] = attack.apply(task.test)
+        if len(sets["asr"]) == 0:
+            raise ValueError(f"no test input is eligible for attack {attack.name!r}: ASR is undefined")
     return sets
 
 

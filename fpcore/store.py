@@ -66,9 +66,17 @@ def load_model(path, device=None) -> PrunableNet:
     if cls is None or "config" not in header:
         raise ModelFileError(f"{path} does not say which fpcore model it holds "
                              f"(header class {header.get('class')!r}; known: {', '.join(MODELS)})")
-    model = cls(**json.loads(header["config"]))
-    model.load_state_dict(state)
-    model.meta = {k: json.loads(v) for k, v in header.items() if k not in ("class", "config")}
+    try:
+        config = json.loads(header["config"])
+        if not (isinstance(config, dict) and set(config) == {"num_classes", "width"}
+                and all(isinstance(v, int) and v > 0 for v in config.values())):
+            raise ValueError("config must be {'num_classes': int, 'width': int}")
+        model = cls(**config)
+        model.load_state_dict(state)
+        model.meta = {k: json.loads(v) for k, v in header.items() if k not in ("class", "config")}
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise ModelFileError(f"{path}: header says {cls.__name__} {header['config']}, "
+                             f"but the file does not match it ({str(e).splitlines()[0]})") from None
     return model.to(device or "cpu").eval()
 
 

@@ -75,6 +75,9 @@ def tone(x: torch.Tensor, aux=None, freq: float = 3000.0, start: float = 0.0,
     [start, start + duration) change. `amplitude` is a fraction of full scale.
     """
     a, b = int(start * SAMPLE_RATE), int((start + duration) * SAMPLE_RATE)
+    if not 0 <= a < b <= x.shape[-1]:
+        raise ValueError(f"the tone [{start}, {start + duration}) s does not fit in a clip of "
+                         f"{x.shape[-1] / SAMPLE_RATE} s: choose start >= 0 and a shorter duration")
     t = torch.arange(b - a, device=x.device, dtype=torch.float32) / SAMPLE_RATE
     beep = amplitude * 32767 * torch.sin(2 * math.pi * freq * t)
     out = x.clone()
@@ -157,10 +160,10 @@ def poison(split: Split, attack: Optional[Attack], rate: float, seed: int = 0) -
     """
     n = len(split)
     index, flags, labels = torch.arange(n), torch.zeros(n, dtype=torch.bool), split.y.clone()
-    if attack is None or rate == 0:
-        return TrainingSet(split, index, flags, labels)
     if not 0 <= rate <= 1:
         raise ValueError(f"poisoning rate must be in [0, 1], got {rate}")
+    if attack is None or rate == 0:
+        return TrainingSet(split, index, flags, labels)
     pool = attack.eligible(split.y).nonzero().flatten().cpu()
     k = int(round(rate * n))
     if len(pool) == 0:
