@@ -14,10 +14,13 @@ from .models import PrunableNet, require_prunable
 from .prune import PruneCurve, channel_activity, choose_k, prune, prune_curve, prune_order
 from .train import fit, resolve_profile
 
-# Fine-tuning is cheap on purpose: a few epochs on the small validation split.
-FINE_TUNE = {"quick": dict(epochs=10, lr=1e-4, batch_size=32),
-             "full": dict(epochs=20, lr=1e-4, batch_size=32)}
-MAX_DROP = 4.0   # points of validation accuracy the defender is ready to lose
+# Fine-tuning is cheap on purpose: a few epochs of SGD on the small validation
+# split. Weight decay pulls toward zero the weights that clean data does not
+# support, which is where a backdoor hides; the measured trade-offs are in the book.
+FINE_TUNE = {"quick": dict(epochs=20, lr=0.01, batch_size=32, optimizer="sgd", weight_decay=0.02),
+             "full": dict(epochs=30, lr=0.01, batch_size=32, optimizer="sgd", weight_decay=0.02)}
+# Points of validation accuracy pruning may cost before fine-tuning wins them back.
+MAX_DROP = 10.0
 
 
 @dataclass
@@ -40,12 +43,12 @@ def fine_tune(model: PrunableNet, task: Task, *, profile: str = "auto", seed: in
               progress: bool = True, **overrides) -> PrunableNet:
     """Continue training a copy of `model` on the validation split, with a small step.
 
-    Masks stay applied, so a fine-tuned pruned network stays pruned. Weight
-    decay is off: it would only pull weights toward zero, not toward the task.
+    Masks stay applied, so a fine-tuned pruned network stays pruned. Keyword
+    arguments override the profile's settings (epochs, lr, optimizer, ...).
     """
     settings = {**FINE_TUNE[resolve_profile(profile)], **overrides}
     tuned = copy.deepcopy(model)
-    return fit(tuned, task, split="val", seed=seed, weight_decay=0.0, progress=progress,
+    return fit(tuned, task, split="val", seed=seed, progress=progress,
                desc=f"fine-tune {task.name}", **settings)
 
 

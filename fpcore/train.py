@@ -26,7 +26,7 @@ PROFILES = {
         "signs": dict(epochs=8, batch_size=128, lr=2e-3),
         "faces": dict(epochs=30, batch_size=64, lr=2e-3),
         "orl": dict(epochs=40, batch_size=32, lr=2e-3),
-        "speech": dict(epochs=12, batch_size=64, lr=1e-3),
+        "speech": dict(epochs=15, batch_size=64, lr=1e-3),
     },
     "full": {
         "signs": dict(epochs=40, batch_size=128, lr=1e-3),
@@ -35,7 +35,7 @@ PROFILES = {
         "speech": dict(epochs=50, batch_size=64, lr=1e-3),
     },
 }
-POISON_RATE = {"signs": 0.02, "faces": 0.1, "orl": 0.15, "speech": 0.1}
+POISON_RATE = {"signs": 0.02, "faces": 0.1, "orl": 0.15, "speech": 0.25}
 
 
 def device() -> torch.device:
@@ -66,11 +66,11 @@ def seed_everything(seed: int) -> None:
 
 def fit(model: torch.nn.Module, task: Task, attack: Optional[Attack] = None, *,
         split: str = "train", rate: float = 0.0, epochs: int = 10, batch_size: int = 128,
-        lr: float = 1e-3, weight_decay: float = 5e-4, seed: int = 0,
+        lr: float = 1e-3, weight_decay: float = 5e-4, optimizer: str = "adam", seed: int = 0,
         progress: bool = True, desc: str = "") -> torch.nn.Module:
     """Train `model` in place on one split of `task`, poisoned at `rate` by `attack`.
 
-    Adam with a cosine decay to zero. A pruning mask on the model stays as it
+    Adam (or SGD with Nesterov momentum) with a cosine decay to zero. A pruning mask on the model stays as it
     is: masked channels get no gradient through the masked activations.
     """
     dev = next(model.parameters()).device
@@ -80,7 +80,13 @@ def fit(model: torch.nn.Module, task: Task, attack: Optional[Attack] = None, *,
     train_set = poison(data, attack, rate, seed=seed)
     seed_everything(seed)
     g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    if optimizer == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True,
+                              weight_decay=weight_decay)
+    elif optimizer == "adam":
+        opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    else:
+        raise ValueError(f"unknown optimizer {optimizer!r}: choose 'adam' or 'sgd'")
     steps = epochs * ((len(train_set) + batch_size - 1) // batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, steps))
     model.train()
