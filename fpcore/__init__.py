@@ -14,7 +14,7 @@ from .data import Split, Task, load_task
 from .download import DataMissingError
 from .models import DeepID, PrunableNet, SignNet, SpeechNet, build_model, shrink
 from .triggers import Attack, default_attack, poison, sticker, sunglasses, tone
-from .train import device, evaluate, fit, resolve_profile, seed_everything
+from .train import device, evaluate, fit, predict, resolve_profile, seed_everything
 from .prune import (channel_activity, choose_k, k_for_fraction, naive_prune_curve, prune,
                     prune_curve, prune_order)
 from .defenses import fine_prune, fine_tune, prune_defense
