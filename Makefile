@@ -48,3 +48,10 @@ test-book: install
 clean:
 	rm -rf _build .pytest_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# Benchmarks (bench/README.md): rewrites bench/RESULTS.md in about 10-15 min on 2 shared cores.
+# make bench BENCH_ARGS="--book" also rebuilds the whole book first; --help lists the options.
+BENCH_ARGS ?=
+.PHONY: bench
+bench: install
+	$(PYTHON) bench/run.py $(BENCH_ARGS)
