@@ -135,8 +135,9 @@ def report(info, threads_note, sweeps, trains, mem, bk, total_secs, args) -> str
         add(f"| {label} | {info[k]} |")
     add(f"| load average (1/5/15 min) | {info['load']} at the start, {info['load_end']} at the end |")
     add("")
-    add(f"Every time is the median of {args.repeats} repeats; the repeats of the two ways being compared "
-        "are interleaved in the same process, so a ratio compares runs made under the same load. "
+    add(f"Every time is the median of {args.repeats} repeats. Each repeat runs the two ways being "
+        "compared in turn, in the same process, and every ratio is the median of these per-repeat "
+        "ratios (their range in parentheses), so a ratio compares runs made under the same load. "
         "The machine's cores are shared with other jobs: absolute times are noisy, ratios much less so.\n")
 
     add("## 1. Pruning sweep\n")
@@ -158,8 +159,8 @@ def report(info, threads_note, sweeps, trains, mem, bk, total_secs, args) -> str
             f"({lo:.0f}–{hi:.0f}) | {s['ratio_cpu']:.0f}× | {s['floor']:.2f} s | {s['over_floor']:.2f}× | "
             "yes, asserted |")
     add("")
-    add("In parentheses: the range of the per-repeat ratios. *Same in CPU time*: the ratio of the "
-        "medians of CPU seconds (user + system), less sensitive to the load than wall time. "
+    add("*Same in CPU time*: the same ratio in CPU seconds (user + system), less sensitive to the "
+        "load than wall time. "
         "Target: naive / fpcore ≥ 20× on faces. "
         "What fpcore spends above the floor is the head, re-run in full for each of the C + 1 values of k "
         "on all three sets.\n")
