@@ -8,7 +8,7 @@ prune     -> channel ranking, the cached pruning sweep, the stopping rule
 defenses  -> fine-tuning, pruning and fine-pruning on the validation split
 adaptive  -> the pruning-aware attack
 store     -> safetensors model files and the trained-model cache
-zoo       -> trained models by name, cached across chapters
+zoo       -> trained and defended models by name, cached across chapters
 """
 from .data import Split, Task, load_task
 from .download import DataMissingError
@@ -20,6 +20,6 @@ from .prune import (channel_activity, choose_k, k_for_fraction, naive_prune_curv
 from .defenses import fine_prune, fine_tune, prune_defense
 from .adaptive import pruning_aware_attack
 from .store import ModelFileError, load_model, save_model
-from .zoo import trained_model
+from .zoo import defended_model, trained_model
 
 __version__ = "0.1.0"

@@ -27,6 +27,11 @@ class PrunableNet(nn.Module):
     def channels(self) -> int:
         return self.mask.numel()
 
+    @property
+    def pruned(self) -> int:
+        """How many channels the mask silences."""
+        return int((self.mask == 0).sum())
+
     def trunk(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 

@@ -81,7 +81,8 @@ def load_model(path, device=None) -> PrunableNet:
 
 
 # ----------------------------------------------------------------- the cache
-TRAINING_CODE = ("data.py", "triggers.py", "models.py", "train.py", "prune.py", "adaptive.py")
+TRAINING_CODE = ("data.py", "triggers.py", "models.py", "train.py", "prune.py", "adaptive.py",
+                 "defenses.py", "zoo.py")
 
 
 def code_hash() -> str:

@@ -643,6 +643,40 @@ def test_cache_writes_are_atomic(tmp_path, monkeypatch):
     assert not list(tmp_path.glob("*.tmp")), "a temporary file was left behind"
     assert sorted(p.name for p in tmp_path.iterdir()) == [store.cache_path("orl", "clean", "quick", 0).name]
 
+def test_defended_models_are_cached_and_equal_the_defense(tmp_path, monkeypatch):
+    """Chapters 08-10 share defended networks through the cache: same network, computed once."""
+    monkeypatch.setenv("FPCORE_CACHE", str(tmp_path))
+    monkeypatch.setitem(fpcore.train.PROFILES["quick"], "orl", dict(epochs=2, batch_size=32, lr=2e-3))
+    monkeypatch.setitem(fpcore.defenses.FINE_TUNE, "quick",
+                        dict(epochs=1, lr=0.01, batch_size=32, optimizer="sgd", weight_decay=0.02))
+    task = image_task()
+    calls = Counter()
+    real_fit = fpcore.train.fit
+
+    def counting_fit(*args, **kwargs):
+        calls[kwargs.get("split", "train")] += 1
+        return real_fit(*args, **kwargs)
+
+    for module in (fpcore.zoo, fpcore.defenses):
+        monkeypatch.setattr(module, "fit", counting_fit)
+    first = fpcore.defended_model(task, "badnet", "fine_pruning", "quick", progress=False)
+    again = fpcore.defended_model(task, "badnet", "fine_pruning", "quick", progress=False)
+    assert calls == {"train": 1, "val": 1}, "the received model and the defense each ran once"
+    a, b = first.state_dict(), again.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    received = fpcore.trained_model(task, "badnet", "quick", progress=False)
+    direct = fpcore.fine_prune(received, task, profile="quick", progress=False)
+    assert first.pruned == direct.k > 0
+    x = task.test.x[:16]
+    assert torch.equal(fpcore.predict(first, task, x), fpcore.predict(direct.model, task, x))
+    pruned = fpcore.defended_model(task, "badnet", "pruning", "quick", progress=False)
+    assert pruned.pruned == direct.k and calls["train"] == 1
+    names = sorted(p.name.split("-")[1] for p in tmp_path.iterdir())
+    assert names == ["badnet", "badnet+fine_pruning", "badnet+pruning"]
+    with pytest.raises(ValueError, match="unknown defense 'retrain'.*fine_pruning"):
+        fpcore.defended_model(task, "badnet", "retrain", "quick", progress=False)
+
+
 
 # ============================================================== bad input, clear errors
 
