@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -106,13 +107,21 @@ def cache_path(task_name: str, kind: str, profile: str, seed: int) -> Path:
 
 
 def cached(task_name: str, kind: str, profile: str, seed: int, train_fn, device=None) -> PrunableNet:
-    """Load a trained model from the cache, or train it with `train_fn()` and store it."""
+    """Load a trained model from the cache, or train it with `train_fn()` and store it.
+
+    `model.meta["seconds"]` is how long `train_fn` took when it ran, so the cost
+    of a model is known even when it comes from the cache.
+    """
     path = cache_path(task_name, kind, profile, seed)
     if path.exists():
         try:
             return load_model(path, device)
         except ModelFileError:
             path.unlink()          # a damaged cache entry: retrain
+    start = time.perf_counter()
     model = train_fn()
-    save_model(model, path, task=task_name, kind=kind, profile=profile, seed=seed)
+    meta = dict(task=task_name, kind=kind, profile=profile, seed=seed,
+                seconds=round(time.perf_counter() - start, 2))   # what it cost, for the book
+    save_model(model, path, **meta)
+    model.meta = meta
     return model

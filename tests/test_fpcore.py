@@ -572,6 +572,7 @@ def test_cache_trains_once_then_loads(tmp_path, monkeypatch):
     a, b = first.state_dict(), second.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert second.meta["seed"] == 0 and second.meta["task"] == "orl"
+    assert first.meta["seconds"] == second.meta["seconds"] >= 0, "the cost survives the cache"
     files = list(tmp_path.iterdir())
     assert len(files) == 1 and files[0].suffix == ".safetensors"
 
