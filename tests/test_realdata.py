@@ -3,8 +3,8 @@
 Each task: a backdoored model keeps clean accuracy close to a clean model's and
 reaches a high attack success rate; fine-pruning (ranking, stopping and
 fine-tuning on the validation split only) brings the ASR down while clean
-accuracy stays close. Trained models go through fpcore's cache, so the book
-build that follows reuses them. Skipped with a reason when no local copy of
+accuracy stays close. Trained and defended models go through fpcore's cache,
+so the book build that follows reuses them. Skipped with a reason when no local copy of
 the data and no network is available; in CI (CI set) missing data fails.
 """
 import os
@@ -61,9 +61,9 @@ def test_fine_pruning_removes_the_backdoor(task, request):
     attack = fpcore.default_attack(task)
     model = fpcore.trained_model(task, "badnet", "quick")
     bad = fpcore.evaluate(model, task, attack)
-    defended = fpcore.fine_prune(model, task, profile="quick")
-    after = fpcore.evaluate(defended.model, task, attack)
-    print(f"{task.name}: backdoored {bad}, fine-pruned (k={defended.k}) {after}, "
+    defended = fpcore.defended_model(task, "badnet", "fine_pruning", "quick")
+    after = fpcore.evaluate(defended, task, attack)
+    print(f"{task.name}: backdoored {bad}, fine-pruned (k={defended.pruned}) {after}, "
           f"{time.time() - t0:.0f}s")
     assert after["asr"] <= 0.10, after
     assert points(bad["acc"] - after["acc"]) <= 3.0, (bad, after)
@@ -72,7 +72,6 @@ def test_fine_pruning_removes_the_backdoor(task, request):
 def test_fine_pruning_weakens_every_backdoor(task):
     """What does hold everywhere: fine-pruning lowers ASR below pruning alone."""
     attack = fpcore.default_attack(task)
-    model = fpcore.trained_model(task, "badnet", "quick")
-    pruned = fpcore.evaluate(fpcore.prune_defense(model, task).model, task, attack)
-    after = fpcore.evaluate(fpcore.fine_prune(model, task, profile="quick").model, task, attack)
+    pruned = fpcore.evaluate(fpcore.defended_model(task, "badnet", "pruning", "quick"), task, attack)
+    after = fpcore.evaluate(fpcore.defended_model(task, "badnet", "fine_pruning", "quick"), task, attack)
     assert after["asr"] <= pruned["asr"], (pruned, after)
