@@ -6,6 +6,7 @@ the public sources' folder layouts and file formats, with a handful of files eac
 from __future__ import annotations
 
 import hashlib
+import os
 import io
 import socket
 import tarfile
@@ -22,7 +23,9 @@ from PIL import Image
 from fpcore import download
 from fpcore.download import DataMissingError, Source
 
-OFFLINE_NPZ = Path(__file__).resolve().parents[2] / "shared" / "data" / "gtsrb32" / "gtsrb32_subset.npz"
+# The offline copy: $FPCORE_DATA, else ../shared/data beside the checkout.
+OFFLINE_ROOT = Path(os.environ.get("FPCORE_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+OFFLINE_NPZ = OFFLINE_ROOT.expanduser() / "gtsrb32" / "gtsrb32_subset.npz"
 
 
 # ---------------------------------------------------------------- local server
@@ -385,7 +388,7 @@ def test_gtsrb_layout(gtsrb, tmp_path):
     assert sorted(gtsrb.requests) == ["/gt.zip", "/test.zip", "/train.zip"]
 
 
-@pytest.mark.skipif(not OFFLINE_NPZ.is_file(), reason="no offline copy of gtsrb32 beside the checkout")
+@pytest.mark.skipif(not OFFLINE_NPZ.is_file(), reason=f"no offline copy of gtsrb32 at {OFFLINE_NPZ}")
 def test_gtsrb_matches_offline_arrays(gtsrb, tmp_path):
     ours, theirs = np.load(download.ensure_gtsrb(tmp_path)), np.load(OFFLINE_NPZ)
     assert sorted(ours.files) == sorted(theirs.files)
