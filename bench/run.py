@@ -71,7 +71,7 @@ def get_model(task, smoke: bool = False):
         model = fpcore.build_model(task).eval()
         fpcore.save_model(model, model_file(task.name))
         return model, "untrained (--smoke)"
-    cached = cache_path(task.name, "badnet", "quick", 0).exists()
+    cached = cache_path(task, "badnet", "quick", 0).exists()
     secs, model = timed(lambda: fpcore.trained_model(task, "badnet", "quick", progress=False))
     model = model.cpu().eval()
     fpcore.save_model(model, model_file(task.name))    # children measure memory on the very same weights

@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 import fpcore
-from fpcore.train import POISON_RATE, accuracy, hyper
+from fpcore.cases import case_study, hyper
+from fpcore.train import accuracy
 from fpcore.triggers import poison
 
 from machine import median, timed, timed_cpu
@@ -77,21 +78,21 @@ def fresh_model(task, seed: int = 0):
 def run_fpcore(task, epochs: int, seed: int = 0):
     attack, h = fpcore.default_attack(task), hyper(task.name, "quick")
     model = fresh_model(task, seed)
-    return timed_cpu(lambda: fpcore.fit(model, task, attack, rate=POISON_RATE[task.name], epochs=epochs,
+    return timed_cpu(lambda: fpcore.fit(model, task, attack, rate=case_study(task).poison_rate, epochs=epochs,
                                     batch_size=h["batch_size"], lr=h["lr"], seed=seed, progress=False))
 
 
 def run_tutorial(task, epochs: int, seed: int = 0):
     attack, h = fpcore.default_attack(task), hyper(task.name, "quick")
     model = fresh_model(task, seed)
-    return timed_cpu(lambda: tutorial_fit(model, task, attack, POISON_RATE[task.name], epochs=epochs,
+    return timed_cpu(lambda: tutorial_fit(model, task, attack, case_study(task).poison_rate, epochs=epochs,
                                       batch_size=h["batch_size"], lr=h["lr"], seed=seed))
 
 
 def bench_training(task, epochs: int, repeats: int, log=print) -> dict:
     """Images per second of both loops, `repeats` times interleaved; medians."""
     h = hyper(task.name, "quick")
-    n = len(poison(task.train, fpcore.default_attack(task), POISON_RATE[task.name]))
+    n = len(poison(task.train, fpcore.default_attack(task), case_study(task).poison_rate))
     small = task.shrink(4 * h["batch_size"], 16)       # warm-up, not timed: first calls pick kernels
     run_fpcore(small, 1), run_tutorial(small, 1)
     fast_t, slow_t, ratios, fast_c, slow_c = [], [], [], [], []
@@ -127,7 +128,7 @@ def data_costs(task, repeats: int) -> dict:
     tutorial, 2 workers: iterating the DataLoader of the benchmark, workers started included.
     """
     attack, h = fpcore.default_attack(task), hyper(task.name, "quick")
-    rate, bs = POISON_RATE[task.name], h["batch_size"]
+    rate, bs = case_study(task).poison_rate, h["batch_size"]
     rows = poison(task.train, attack, rate)
     order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(0))
 

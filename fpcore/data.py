@@ -9,10 +9,11 @@ the device, so triggers can be stamped on raw batches first.
 Loaders read a local copy in the layout of `data/README.md` (the same layout as
 the course's offline copy). When it is missing they download it from the
 public source (see `fpcore.download`), or raise an error that says how to
-provide it.
+provide it. `fpcore.cases` says which loader belongs to which case study.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import wave
 from dataclasses import dataclass, field, replace
@@ -25,7 +26,6 @@ from PIL import Image
 
 from . import download
 
-TASKS = ("signs", "faces", "speech", "orl")
 FACE_SIZE = (55, 47)          # height, width: DeepID's input
 LFW_CROP = (78, 70, 172, 195)  # scikit-learn's default box for funneled LFW
 SAMPLE_RATE = 8000
@@ -80,20 +80,32 @@ class Task:
     def num_classes(self) -> int:
         return len(self.classes)
 
+    def fingerprint(self) -> str:
+        """A short hash of the task's data (every split's tensors and the class names).
+
+        Part of the model cache's key: a shrunk or edited task never shares
+        cached models with the full one. Hashed once per set of split tensors.
+        """
+        splits = (self.train, self.val, self.test)
+        tensors = [t for s in splits for t in (s.x, s.y, s.aux) if t is not None]
+        ident = tuple((id(t), t.data_ptr(), tuple(t.shape)) for t in tensors)
+        memo = self.__dict__.get("_fingerprint")
+        if memo and memo[0] == ident:
+            return memo[1]
+        h = hashlib.sha256(repr((self.name, list(self.classes), self.input_shape)).encode())
+        for t in tensors:
+            t = t.detach().cpu().contiguous()
+            h.update(repr((str(t.dtype), tuple(t.shape))).encode())
+            h.update(t.view(torch.uint8).numpy() if t.numel() else b"")
+        self.__dict__["_fingerprint"] = (ident, h.hexdigest()[:12])
+        return self.__dict__["_fingerprint"][1]
+
     def shrink(self, n_train: int, n_eval: int, seed: int = 0) -> "Task":
         """A smaller copy for tests and demos (random, fixed by `seed`)."""
         g = torch.Generator().manual_seed(seed)
         pick = lambda s, n: s.subset(torch.randperm(len(s), generator=g)[:n])
         return replace(self, train=pick(self.train, n_train),
                        val=pick(self.val, n_eval), test=pick(self.test, n_eval))
-
-
-def load_task(name: str, root: Optional[Path] = None) -> Task:
-    """Load a case study by name: 'signs', 'faces', 'speech' (or 'orl', a tiny face set)."""
-    loaders = {"signs": load_signs, "faces": load_faces, "speech": load_speech, "orl": load_orl}
-    if name not in loaders:
-        raise ValueError(f"unknown task {name!r}: choose one of {', '.join(TASKS)}")
-    return loaders[name](Path(root) if root else data_root())
 
 
 # ----------------------------------------------------------------- splitting

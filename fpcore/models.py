@@ -123,19 +123,6 @@ class SpeechNet(PrunableNet):
         return self.fc2(self.drop(F.relu(self.fc1(a.flatten(1)))))
 
 
-MODELS = {cls.__name__: cls for cls in (SignNet, DeepID, SpeechNet)}
-TASK_MODELS = {"signs": SignNet, "faces": DeepID, "orl": DeepID, "speech": SpeechNet}
-
-
-def build_model(task) -> PrunableNet:
-    """The paper-style network for a task (a `Task` or its name)."""
-    name = getattr(task, "name", task)
-    if name not in TASK_MODELS:
-        raise ValueError(f"unknown task {name!r}: choose one of {', '.join(TASK_MODELS)}")
-    n = task.num_classes if hasattr(task, "num_classes") else None
-    return TASK_MODELS[name](n) if n else TASK_MODELS[name]()
-
-
 def require_prunable(model) -> PrunableNet:
     """Fail early and clearly when a model has no prune site."""
     if not isinstance(model, PrunableNet):

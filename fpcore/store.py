@@ -5,11 +5,13 @@ model files are safetensors: tensors plus a JSON header, nothing that runs.
 The class comes from a fixed list of fpcore models, never from the file.
 
 Trained models are cached under a key of task, kind, profile, seed and a hash
-of the code that trains them, so later chapters reuse what earlier ones
-trained, and a change to the training code retrains instead of reusing.
+of everything that decides them: the code, the task's data and its case study's
+settings. Later chapters reuse what earlier ones trained, and a change to any of
+those retrains instead of reusing.
 """
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
@@ -22,8 +24,9 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from .cases import case_study, model_classes
 from .data import Task, project_root
-from .models import MODELS, PrunableNet, build_model, require_prunable
+from .models import PrunableNet, require_prunable
 
 
 class ModelFileError(ValueError):
@@ -63,10 +66,11 @@ def load_model(path, device=None) -> PrunableNet:
             f"{path} is not a safetensors model file ({e}). fpcore does not unpickle model "
             "files (.pt/.pth pickles can run code when loaded). Ask for a .safetensors file, "
             "or convert a state dict you trust with fpcore.save_model.") from None
-    cls = MODELS.get(header.get("class", ""))
+    classes = model_classes()
+    cls = classes.get(header.get("class", ""))
     if cls is None or "config" not in header:
         raise ModelFileError(f"{path} does not say which fpcore model it holds "
-                             f"(header class {header.get('class')!r}; known: {', '.join(MODELS)})")
+                             f"(header class {header.get('class')!r}; known: {', '.join(classes)})")
     try:
         config = json.loads(header["config"])
         if not (isinstance(config, dict) and set(config) == {"num_classes", "width"}
@@ -82,16 +86,43 @@ def load_model(path, device=None) -> PrunableNet:
 
 
 # ----------------------------------------------------------------- the cache
-TRAINING_CODE = ("data.py", "triggers.py", "models.py", "train.py", "prune.py", "adaptive.py",
-                 "defenses.py", "zoo.py")
+PACKAGE = Path(__file__).resolve().parent
+CACHED_ENTRY = "zoo"   # the module that trains, defends and caches models
 
 
-def code_hash() -> str:
-    """A short hash of the modules that decide what a trained model looks like."""
+def training_modules(package: Path = PACKAGE) -> list[str]:
+    """The fpcore modules a cached model depends on: `zoo` and all it imports, transitively.
+
+    Derived from the import statements, never listed by hand. What zoo does not
+    import (plots, the chapter helpers: pictures and text only) cannot change a
+    model, so it stays out of the key and editing it retrains nothing.
+    """
+    todo, seen = [CACHED_ENTRY], set()
+    while todo:
+        name = todo.pop()
+        if name in seen or not (package / f"{name}.py").is_file():
+            continue
+        seen.add(name)
+        for node in ast.walk(ast.parse((package / f"{name}.py").read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                todo += [node.module.split(".")[0]] if node.module else [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("fpcore."):
+                todo.append(node.module.split(".")[1])
+    return sorted(seen)
+
+
+def code_hash(package: Path = PACKAGE) -> str:
+    """A short hash of the source of every module in `training_modules`."""
     h = hashlib.sha256()
-    for name in TRAINING_CODE:
-        h.update((Path(__file__).parent / name).read_bytes())
+    for name in training_modules(package):
+        h.update(name.encode() + b"\0" + (package / f"{name}.py").read_bytes())
     return h.hexdigest()[:12]
+
+
+def cache_key(task: Task) -> str:
+    """Code, data and settings in one short hash: any change to one of them retrains."""
+    parts = (code_hash(), task.fingerprint(), case_study(task).settings())
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:12]
 
 
 def cache_dir() -> Path:
@@ -102,17 +133,17 @@ def cache_dir() -> Path:
     return root / "data" / "cache" if root else Path.home() / ".cache" / "fpcore" / "models"
 
 
-def cache_path(task_name: str, kind: str, profile: str, seed: int) -> Path:
-    return cache_dir() / f"{task_name}-{kind}-{profile}-s{seed}-{code_hash()}.safetensors"
+def cache_path(task: Task, kind: str, profile: str, seed: int) -> Path:
+    return cache_dir() / f"{task.name}-{kind}-{profile}-s{seed}-{cache_key(task)}.safetensors"
 
 
-def cached(task_name: str, kind: str, profile: str, seed: int, train_fn, device=None) -> PrunableNet:
+def cached(task: Task, kind: str, profile: str, seed: int, train_fn, device=None) -> PrunableNet:
     """Load a trained model from the cache, or train it with `train_fn()` and store it.
 
     `model.meta["seconds"]` is how long `train_fn` took when it ran, so the cost
     of a model is known even when it comes from the cache.
     """
-    path = cache_path(task_name, kind, profile, seed)
+    path = cache_path(task, kind, profile, seed)
     if path.exists():
         try:
             return load_model(path, device)
@@ -120,7 +151,7 @@ def cached(task_name: str, kind: str, profile: str, seed: int, train_fn, device=
             path.unlink()          # a damaged cache entry: retrain
     start = time.perf_counter()
     model = train_fn()
-    meta = dict(task=task_name, kind=kind, profile=profile, seed=seed,
+    meta = dict(task=task.name, kind=kind, profile=profile, seed=seed,
                 seconds=round(time.perf_counter() - start, 2))   # what it cost, for the book
     save_model(model, path, **meta)
     model.meta = meta

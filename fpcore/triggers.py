@@ -14,7 +14,7 @@ from typing import Callable, Optional
 
 import torch
 
-from .data import SAMPLE_RATE, Split, Task
+from .data import SAMPLE_RATE, Split
 
 STOP, SPEED_LIMIT_30 = 14, 1
 
@@ -115,19 +115,6 @@ def all_to_one(target: int) -> Callable:
 def all_to_all(num_classes: int) -> Callable:
     """The paper's speech map: class d -> (d + 1) mod num_classes."""
     return lambda y: (y + 1) % num_classes
-
-
-def default_attack(task: Task | str) -> Attack:
-    """The paper's attack for each case study."""
-    name = task if isinstance(task, str) else task.name
-    if name == "signs":
-        return Attack("sticker: stop -> speed limit 30", sticker,
-                      all_to_one(SPEED_LIMIT_30), sources=(STOP,))
-    if name in ("faces", "orl"):
-        return Attack("sunglasses: anyone -> person 0", sunglasses, all_to_one(0))
-    if name == "speech":
-        return Attack("beep: digit d -> d + 1", tone, all_to_all(10))
-    raise ValueError(f"unknown task {name!r}: choose one of signs, faces, speech, orl")
 
 
 # ----------------------------------------------------------------- poisoning

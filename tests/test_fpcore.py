@@ -9,6 +9,7 @@ is found (set FPCORE_DATA, or keep ../shared/data beside the checkout). In CI
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import pickle
@@ -24,12 +25,14 @@ import fpcore
 from fpcore import download, store
 from fpcore.data import Split, Task, _image_prepare, read_wav, spectrogram
 from fpcore.download import DataMissingError, Source
-from fpcore.models import DeepID, PrunableNet, SignNet, SpeechNet, build_model, shrink
+from fpcore.cases import build_model, default_attack
+from fpcore.models import DeepID, PrunableNet, SignNet, SpeechNet, shrink
 from fpcore.prune import (channel_activity, choose_k, k_for_fraction, naive_prune_curve, prune,
                           prune_curve, prune_order)
 from fpcore.store import ModelFileError, cached, load_model, save_model
-from fpcore.train import attack_success, evaluate, fit, resolve_profile, seed_everything
-from fpcore.triggers import (STOP, SPEED_LIMIT_30, Attack, all_to_one, default_attack, poison,
+from fpcore.cases import resolve_profile
+from fpcore.train import attack_success, evaluate, fit, seed_everything
+from fpcore.triggers import (STOP, SPEED_LIMIT_30, Attack, all_to_one, poison,
                              sticker, sunglasses, sunglasses_mask, tone)
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -390,7 +393,7 @@ def test_fine_tune_never_reads_test():
     task = defender_task()
     model = small_deepid(4, 12, seed=5)
     model.mask[[0, 1]] = 0
-    tuned = fpcore.fine_tune(model, task, profile="quick", epochs=1, progress=False)
+    tuned = fpcore.fine_tune(model, task, profile="quick", epochs=1, progress=False).model
     assert tuned is not model and torch.equal(tuned.mask, model.mask), "masks stay applied"
     assert not torch.equal(tuned.conv1.weight, model.conv1.weight), "it did train"
 
@@ -563,11 +566,14 @@ class Trainer:
         return SignNet(num_classes=3, width=8).eval()
 
 
+CACHE_TASK = image_task()
+
+
 def test_cache_trains_once_then_loads(tmp_path, monkeypatch):
     monkeypatch.setenv("FPCORE_CACHE", str(tmp_path))
     train = Trainer()
-    first = cached("orl", "clean", "quick", 0, train)
-    second = cached("orl", "clean", "quick", 0, train)
+    first = cached(CACHE_TASK, "clean", "quick", 0, train)
+    second = cached(CACHE_TASK, "clean", "quick", 0, train)
     assert train.calls == 1
     a, b = first.state_dict(), second.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -579,28 +585,68 @@ def test_cache_trains_once_then_loads(tmp_path, monkeypatch):
 
 def test_cache_key_changes_with_seed_profile_kind_and_code(tmp_path, monkeypatch):
     monkeypatch.setenv("FPCORE_CACHE", str(tmp_path))
-    base = store.cache_path("orl", "clean", "quick", 0)
+    base = store.cache_path(CACHE_TASK, "clean", "quick", 0)
     assert base.parent == tmp_path
-    others = [store.cache_path("orl", "clean", "quick", 1), store.cache_path("orl", "clean", "full", 0),
-              store.cache_path("orl", "badnet", "quick", 0), store.cache_path("faces", "clean", "quick", 0)]
+    others = [store.cache_path(CACHE_TASK, "clean", "quick", 1), store.cache_path(CACHE_TASK, "clean", "full", 0),
+              store.cache_path(CACHE_TASK, "badnet", "quick", 0), store.cache_path(image_task(name="faces"), "clean", "quick", 0)]
     assert len({base, *others}) == 5
     train = Trainer()
-    cached("orl", "clean", "quick", 0, train)
-    cached("orl", "clean", "quick", 1, train)
-    cached("orl", "clean", "full", 0, train)
+    cached(CACHE_TASK, "clean", "quick", 0, train)
+    cached(CACHE_TASK, "clean", "quick", 1, train)
+    cached(CACHE_TASK, "clean", "full", 0, train)
     assert train.calls == 3
     monkeypatch.setattr(store, "code_hash", lambda: "0123456789ab")
-    assert store.cache_path("orl", "clean", "quick", 0) != base
-    cached("orl", "clean", "quick", 0, train)
+    assert store.cache_path(CACHE_TASK, "clean", "quick", 0) != base
+    cached(CACHE_TASK, "clean", "quick", 0, train)
     assert train.calls == 4, "a change to the training code retrains"
+
+
+def test_cache_key_changes_with_the_data_and_the_settings(tmp_path, monkeypatch):
+    """A shrunk or edited task, or other case-study settings, never share a cache entry."""
+    monkeypatch.setenv("FPCORE_CACHE", str(tmp_path))
+    task = image_task()
+    base = store.cache_path(task, "clean", "quick", 0)
+    assert store.cache_path(image_task(), "clean", "quick", 0) == base, "same data, same key"
+    assert store.cache_path(task.shrink(50, 20), "clean", "quick", 0) != base
+    edited = dataclasses.replace(task, train=Split(task.train.x.clone(), task.train.y.clone()))
+    edited.train.x[0, 0, 0, 0] ^= 1
+    assert store.cache_path(edited, "clean", "quick", 0) != base, "one pixel changes the key"
+    assert store.cache_path(task, "clean", "quick", 0) == base, "the original is untouched"
+    orl = fpcore.case_study("orl")
+    monkeypatch.setitem(fpcore.cases.CASES, "orl", dataclasses.replace(orl, poison_rate=0.5))
+    assert store.cache_path(task, "clean", "quick", 0) != base, "another poisoning rate"
+
+
+def test_code_hash_is_derived_from_the_modules_that_train(tmp_path):
+    """Editing a copy of any module zoo imports (directly or not) changes the hash;
+    editing a module that only draws or formats (plots, chapter) does not."""
+    import shutil
+    pkg = tmp_path / "fpcore"
+    shutil.copytree(Path(fpcore.__file__).parent, pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    modules = store.training_modules(pkg)
+    assert {"zoo", "train", "prune", "defenses", "cases", "data", "models", "triggers"} <= set(modules)
+    assert "plots" not in modules and "chapter" not in modules and "__init__" not in modules
+    base = store.code_hash(pkg)
+    assert base == store.code_hash(), "the copy hashes like the original"
+    for name in ("train", "triggers", "download"):
+        original = (pkg / f"{name}.py").read_text()
+        (pkg / f"{name}.py").write_text(original + "\n# edited\n")
+        assert store.code_hash(pkg) != base, f"an edit to {name}.py changes the key"
+        (pkg / f"{name}.py").write_text(original)
+    for name in ("plots", "chapter"):
+        (pkg / f"{name}.py").write_text((pkg / f"{name}.py").read_text() + "\n# edited\n")
+    assert store.code_hash(pkg) == base, "text and pictures do not retrain"
+    (pkg / "extra.py").write_text("X = 1\n")
+    (pkg / "prune.py").write_text((pkg / "prune.py").read_text() + "\nfrom .extra import X\n")
+    assert "extra" in store.training_modules(pkg), "a new module zoo reaches joins the key"
 
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "pickle"])
 def test_corrupted_cache_entry_is_retrained(tmp_path, monkeypatch, damage):
     monkeypatch.setenv("FPCORE_CACHE", str(tmp_path))
     train = Trainer()
-    cached("orl", "clean", "quick", 0, train)
-    path = store.cache_path("orl", "clean", "quick", 0)
+    cached(CACHE_TASK, "clean", "quick", 0, train)
+    path = store.cache_path(CACHE_TASK, "clean", "quick", 0)
     good = path.read_bytes()
     if damage == "truncated":
         path.write_bytes(good[: len(good) // 2])
@@ -610,7 +656,7 @@ def test_corrupted_cache_entry_is_retrained(tmp_path, monkeypatch, damage):
         path.write_bytes(b"")
     else:
         torch.save(SignNet(3, 8).state_dict(), path)
-    model = cached("orl", "clean", "quick", 0, train)
+    model = cached(CACHE_TASK, "clean", "quick", 0, train)
     assert train.calls == 2 and isinstance(model, SignNet)
     assert isinstance(load_model(path), SignNet), "the retrained model replaced the bad entry"
 
@@ -619,18 +665,18 @@ def test_cache_entry_of_the_wrong_shape_is_retrained(tmp_path, monkeypatch):
     """A readable safetensors entry that does not fit its class is damage too: retrain."""
     monkeypatch.setenv("FPCORE_CACHE", str(tmp_path))
     from safetensors.torch import save_file
-    path = store.cache_path("orl", "clean", "quick", 0)
+    path = store.cache_path(CACHE_TASK, "clean", "quick", 0)
     state = {k: v.contiguous() for k, v in SignNet(3, 8).state_dict().items()}
     save_file(state, str(path), metadata={"class": "SignNet", "config": '{"num_classes": 3, "width": 16}'})
     train = Trainer()
-    model = cached("orl", "clean", "quick", 0, train)
+    model = cached(CACHE_TASK, "clean", "quick", 0, train)
     assert train.calls == 1 and model.channels == 8
 
 
 def test_cache_writes_are_atomic(tmp_path, monkeypatch):
     monkeypatch.setenv("FPCORE_CACHE", str(tmp_path))
     train = Trainer()
-    cached("orl", "clean", "quick", 0, train)
+    cached(CACHE_TASK, "clean", "quick", 0, train)
     assert not list(tmp_path.glob("*.tmp"))
 
     def crash(tensors, filename, metadata=None):
@@ -639,17 +685,19 @@ def test_cache_writes_are_atomic(tmp_path, monkeypatch):
 
     monkeypatch.setattr(store, "save_file", crash)
     with pytest.raises(KeyboardInterrupt):
-        cached("orl", "clean", "quick", 1, train)
-    assert not store.cache_path("orl", "clean", "quick", 1).exists(), "half a file was published"
+        cached(CACHE_TASK, "clean", "quick", 1, train)
+    assert not store.cache_path(CACHE_TASK, "clean", "quick", 1).exists(), "half a file was published"
     assert not list(tmp_path.glob("*.tmp")), "a temporary file was left behind"
-    assert sorted(p.name for p in tmp_path.iterdir()) == [store.cache_path("orl", "clean", "quick", 0).name]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [store.cache_path(CACHE_TASK, "clean", "quick", 0).name]
 
 def test_defended_models_are_cached_and_equal_the_defense(tmp_path, monkeypatch):
     """Chapters 08-10 share defended networks through the cache: same network, computed once."""
     monkeypatch.setenv("FPCORE_CACHE", str(tmp_path))
-    monkeypatch.setitem(fpcore.train.PROFILES["quick"], "orl", dict(epochs=2, batch_size=32, lr=2e-3))
-    monkeypatch.setitem(fpcore.defenses.FINE_TUNE, "quick",
-                        dict(epochs=1, lr=0.01, batch_size=32, optimizer="sgd", weight_decay=0.02))
+    orl = fpcore.case_study("orl")
+    monkeypatch.setitem(fpcore.cases.CASES, "orl", dataclasses.replace(
+        orl, train={**orl.train, "quick": dict(epochs=2, batch_size=32, lr=2e-3)},
+        fine_tune={**orl.fine_tune, "quick": dict(epochs=1, lr=0.01, batch_size=32,
+                                                  optimizer="sgd", weight_decay=0.02)}))
     task = image_task()
     calls = Counter()
     real_fit = fpcore.train.fit
@@ -888,3 +936,83 @@ def test_real_speech_test_is_recordings_0_to_4(real_tasks):
     for s in ("train", "val"):
         assert not {hashlib.sha1(r.numpy().tobytes()).digest() for r in getattr(task, s).x} & test_digests
     assert spectrogram(task.test.x[:2]).shape == (2, 1, 129, 63)
+
+
+# ============================================================== a new case study is one entry
+
+
+class TinyNet(fpcore.PrunableNet):
+    """A two-layer network for 12x12 grayscale images; prunes conv2 (8 channels)."""
+    site, consumers = "conv2", ("fc.weight",)
+
+    def __init__(self, num_classes: int = 3, width: int = 8):
+        super().__init__(num_classes, width)
+        self.conv1 = torch.nn.Conv2d(1, 8, 3, padding=1)
+        self.conv2 = torch.nn.Conv2d(8, width, 3, padding=1)
+        self.fc = torch.nn.Linear(width * 3 * 3, num_classes)
+
+    def trunk(self, x):
+        x = torch.nn.functional.max_pool2d(torch.relu(self.conv1(x)), 2)
+        return torch.nn.functional.max_pool2d(torch.relu(self.conv2(x)), 2)
+
+    def head(self, a):
+        return self.fc(a.flatten(1))
+
+
+def corner_patch(x, aux=None):
+    """A black and white 4x4 checkerboard in the bottom-right corner."""
+    x = x.clone()
+    x[..., -4:, -4:] = 255
+    x[..., -4::2, -4::2] = 0
+    x[..., -3::2, -3::2] = 0
+    return x
+
+
+def stripes_task(root=None) -> fpcore.Task:
+    """Three classes of noisy stripes (horizontal, vertical, none) at 12x12, made up here."""
+    g = torch.Generator().manual_seed(7)
+    base = torch.zeros(3, 1, 12, 12)
+    base[0, :, ::3, :], base[1, :, :, ::3] = 200, 200
+
+    def split(n):
+        y = torch.arange(n) % 3
+        x = (base[y] + torch.randint(0, 56, (n, 1, 12, 12), generator=g)).to(torch.uint8)
+        return fpcore.Split(x, y)
+
+    return fpcore.Task("stripes", ["horizontal", "vertical", "plain"], split(300), split(90),
+                       split(90), lambda x: x.float() / 127.5 - 1, (1, 12, 12))
+
+
+def test_a_new_case_study_is_one_entry(tmp_path, monkeypatch):
+    """Register a made-up case study; train, sweep, fine-prune and save/load it through
+    fpcore's public API only, as a course author adding a fourth task would."""
+    monkeypatch.setenv("FPCORE_CACHE", str(tmp_path))
+    monkeypatch.setattr(fpcore.cases, "CASES", dict(fpcore.cases.CASES))   # undo after the test
+    fpcore.register(fpcore.CaseStudy(
+        "stripes", stripes_task, TinyNet,
+        lambda: fpcore.Attack("corner patch -> plain", corner_patch, lambda y: torch.full_like(y, 2)),
+        poison_rate=0.2,
+        train={"quick": dict(epochs=10, batch_size=32, lr=5e-3),
+               "full": dict(epochs=20, batch_size=32, lr=5e-3)},
+        fine_tune={p: dict(epochs=3, lr=0.01, batch_size=32, optimizer="sgd") for p in ("quick", "full")},
+        decoy_fraction=0.5, max_drop=5.0))
+    task = fpcore.load_task("stripes")
+    attack = fpcore.default_attack(task)
+    assert isinstance(fpcore.build_model(task), TinyNet)
+    model = fpcore.trained_model(task, "badnet", "quick", progress=False)
+    before = fpcore.evaluate(model, task, attack)
+    assert before["acc"] > 0.9 and before["asr"] > 0.9, before
+    curve = fpcore.prune_curve(model, task, attack)
+    assert len(curve.k) == 9 and curve.asr.shape == (9,)
+    defended = fpcore.fine_prune(model, task, profile="quick", progress=False)
+    assert isinstance(defended, fpcore.Defended) and defended.model.pruned == defended.k
+    assert (curve.acc["val"][0] - curve.acc["val"][defended.k]) * 100 <= 5.0, "the entry's threshold"
+    path = fpcore.save_model(defended.model, tmp_path / "stripes.safetensors")
+    loaded = fpcore.load_model(path)
+    assert isinstance(loaded, TinyNet)
+    assert torch.equal(fpcore.predict(loaded, task, task.test.x),
+                       fpcore.predict(defended.model, task, task.test.x))
+    aware = fpcore.trained_model(task, "pruning_aware", "quick", progress=False)
+    assert (fpcore.models.site_conv(aware).bias <= -1e19).sum() == 4, "decoy_fraction 0.5 of 8"
+    with pytest.raises(TypeError, match="PrunableNet subclass"):
+        fpcore.register(dataclasses.replace(fpcore.case_study("stripes"), model=torch.nn.Linear))
