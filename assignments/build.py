@@ -54,6 +54,8 @@ HERE = ROOT / "assignments"
 OUT = ROOT / "_build" / "assignments"
 NAME_RE = re.compile(r"^\d\d_[a-z0-9_]+$")
 OTTER = "otter-grader>=7,<8"
+# What running a notebook in place leaves behind (assignments/.gitignore too)
+LEFTOVERS = {"__pycache__", ".ipynb_checkpoints", ".OTTER_LOG"}
 
 SETUP_CELL = '''\
 # Run this cell first. In Colab it installs the course package and otter-grader;
@@ -159,7 +161,7 @@ def stale(name: str, built: Path) -> list[str]:
     """Files in which the committed student copy differs from a fresh build."""
     new, old = built / "student", committed(name)
     files = lambda root: {p.relative_to(root).as_posix() for p in root.rglob("*")
-                          if p.is_file() and "__pycache__" not in p.parts}
+                          if p.is_file() and not LEFTOVERS & {p.name, *p.parts}}
     if not old.is_dir():
         return [f"{old.relative_to(ROOT)} is missing"]
     a, b = files(new), files(old)
@@ -170,7 +172,7 @@ def stale(name: str, built: Path) -> list[str]:
 def sync(name: str, built: Path) -> None:
     shutil.rmtree(committed(name), ignore_errors=True)
     shutil.copytree(built / "student", committed(name),
-                    ignore=shutil.ignore_patterns("__pycache__"))
+                    ignore=shutil.ignore_patterns(*LEFTOVERS))
 
 
 def main(argv=None) -> int:

@@ -5,11 +5,12 @@ solution and no hidden test; the committed student copies (what Colab opens, and
 where its first cell downloads the tests from) match a fresh build; that first cell
 fetches exactly the committed tests from the repository named in _config.yml.
 
-Slow checks (marked `assignments`): each assignment is graded twice with its
+Slow checks (marked `realdata`, run by make test-realdata): each assignment is graded twice with its
 instructors' package, autograder.zip, as `otter run` grades a submission: the
 solution notebook must get every point, hidden tests included, and the blank
 student notebook, as generated, must fail every test. They use the small ORL
-face set (a local copy: FPCORE_DATA) and fpcore's model cache.
+face set (a local copy: FPCORE_DATA) and fpcore's model cache. Alone:
+python -m pytest -q tests/test_assignments.py
 """
 from __future__ import annotations
 
@@ -26,25 +27,12 @@ import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
-if str(ROOT) not in sys.path:          # `pytest` run from elsewhere than the checkout
-    sys.path.insert(0, str(ROOT))
 
 otter = pytest.importorskip("otter", reason="otter-grader is not installed "
                             '(pip install "otter-grader>=7,<8")')
 from assignments import build as assign  # noqa: E402  (needs otter's dependencies)
 
 NAMES = assign.names()
-
-
-def data_root(skip_or_fail) -> Path:
-    """The offline data root holding ORL faces, or skip (fail in CI)."""
-    env = os.environ.get("FPCORE_DATA")
-    root = Path(env).expanduser() if env else SHARED_DATA
-    if not (root / "orl_faces" / "s1").is_dir():
-        skip_or_fail(f"ORL faces not found in {root}: set FPCORE_DATA to the offline data "
-                     "(see data/README.md)")
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -150,24 +138,26 @@ def grade(notebook: Path, autograder: Path, data: Path, monkeypatch):
     return {q: [tc.passed for tc in r.test_case_results] for q, r in results.results.items()}, errors
 
 
-@pytest.mark.assignments
+@pytest.mark.realdata
+@pytest.mark.filterwarnings("ignore:The inplace keyword")   # otter's pandas calls
 @pytest.mark.parametrize("name", NAMES)
-def test_solution_passes_every_check(built, name, skip_or_fail, monkeypatch):
+def test_solution_passes_every_check(built, name, real_data, monkeypatch):
     d = built[name]
     passed, errors = grade(d / "autograder" / f"{name}.ipynb", d / "autograder" / "autograder.zip",
-                           data_root(skip_or_fail), monkeypatch)
+                           real_data("orl_faces", "s1"), monkeypatch)
     assert sorted(passed) == sorted(questions(name))
     assert not errors, f"{name}: the solution notebook raised {errors}"
     failed = {q: p for q, p in passed.items() if not all(p)}
     assert not failed, f"{name}: the solution fails tests {failed}"
 
 
-@pytest.mark.assignments
+@pytest.mark.realdata
+@pytest.mark.filterwarnings("ignore:The inplace keyword")   # otter's pandas calls
 @pytest.mark.parametrize("name", NAMES)
-def test_blank_student_version_fails_every_check(built, name, skip_or_fail, monkeypatch):
+def test_blank_student_version_fails_every_check(built, name, real_data, monkeypatch):
     d = built[name]
     passed, _ = grade(d / "student" / f"{name}.ipynb", d / "autograder" / "autograder.zip",
-                      data_root(skip_or_fail), monkeypatch)
+                      real_data("orl_faces", "s1"), monkeypatch)
     assert sorted(passed) == sorted(questions(name))
     lucky = {q: p for q, p in passed.items() if any(p)}
     assert not lucky, f"{name}: blank answers pass tests {lucky}"
