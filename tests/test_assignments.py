@@ -64,8 +64,14 @@ def test_build_gives_student_and_instructor_versions(built, name):
     assert [q for q in qs if f'grader.check("{q}")' in text] == qs, \
         f"{name}: a grader.check cell for every question"
     assert "grader = otter.Notebook()" in text
-    answers = [c.source for c in student.cells if "otter_answer_cell" in c.metadata.get("tags", [])]
-    assert answers and all("..." in a for a in answers), f"{name}: blanks to fill"
+    answers = [c for c in student.cells if "otter_answer_cell" in c.metadata.get("tags", [])]
+    assert all("..." in c.source for c in answers if c.cell_type == "code"), \
+        f"{name}: every code answer cell has blanks to fill"
+    written = [c for c in answers if c.cell_type == "markdown"]
+    assert written and all("Your answer" in c.source for c in written), \
+        f"{name}: a free-text answer cell"
+    assert not any("model answer" in c.source for c in student.cells), \
+        f"{name}: the student notebook shows a model answer"
 
     public = sorted(p.stem for p in (d / "student" / "tests").glob("*.py"))
     assert public == sorted(qs)
