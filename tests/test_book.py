@@ -119,6 +119,29 @@ def test_template_is_not_in_the_book_or_the_tests():
     assert not any("_template" in p for p in listed)
 
 
+def test_executed_notebook_is_cleaned(tmp_path):
+    """build_book hides papermill's injected cell when it repeats the defaults, and drops
+    tqdm's widget bars (they appear only when a model was trained, on a cache miss)."""
+    def code(source, tags=(), outputs=()):
+        return {"cell_type": "code", "source": source, "metadata": {"tags": list(tags)},
+                "outputs": list(outputs), "execution_count": 1}
+
+    bar = {"output_type": "display_data", "metadata": {},
+           "data": {"application/vnd.jupyter.widget-view+json": {"model_id": "f00"},
+                    "text/plain": "train speech:   0%|          | 0/20 [00:00<?, ?it/s]"}}
+    printed = {"output_type": "stream", "name": "stdout", "text": "ASR 0.97\n"}
+    cells = [code('PROFILE = "auto"\nSEED = 0\n', ["parameters"]),
+             code('PROFILE = "auto"\nSEED = 0\n', ["injected-parameters"]),
+             code("model = trained_model(T)", outputs=[bar, printed])]
+    path = tmp_path / "executed.ipynb"
+    for params, hidden in (({"PROFILE": "auto", "SEED": 0}, True), ({"PROFILE": "quick", "SEED": 0}, False)):
+        path.write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+        book.clean_executed(path, params)
+        out = json.loads(path.read_text())["cells"]
+        assert ("remove-cell" in out[1]["metadata"]["tags"]) == hidden, params
+        assert out[2]["outputs"] == [printed]
+
+
 def test_nbval_sanitizers_mask_only_run_to_run_noise():
     """make test-notebooks masks durations, progress bars, addresses and temporary paths
     (tests/nbval_sanitize.cfg), and nothing a chapter computes."""
