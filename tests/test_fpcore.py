@@ -35,8 +35,6 @@ from fpcore.train import attack_success, evaluate, fit, seed_everything
 from fpcore.triggers import (STOP, SPEED_LIMIT_30, Attack, all_to_one, poison,
                              sticker, sunglasses, sunglasses_mask, tone)
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
 
 # ============================================================== helpers and fixtures
 
@@ -48,24 +46,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-def real_root() -> Path:
-    """The offline data root: $FPCORE_DATA, else ../shared/data beside the checkout."""
-    env = os.environ.get("FPCORE_DATA")
-    return Path(env).expanduser() if env else SHARED_DATA
-
-
-def need_real(*parts: str) -> Path:
-    """The data root if it holds `parts`; else skip (or fail in CI) saying what is missing."""
-    root = real_root()
-    if not root.joinpath(*parts).exists():
-        reason = (f"real data not found: {root.joinpath(*parts)} does not exist; set "
-                  f"FPCORE_DATA to a folder with the offline layout (see data/README.md)")
-        if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
-            pytest.fail(reason + " (CI is set, so this is a failure, not a skip)")
-        pytest.skip(reason)
-    return root
 
 
 def image_task(name="orl", n_classes=5, shape=(1, 55, 47), n=(120, 60, 60), seed=0,
@@ -420,8 +400,8 @@ def test_fine_prune_never_reads_test():
 
 
 @pytest.fixture(scope="module")
-def orl():
-    return fpcore.load_task("orl", root=need_real("orl_faces", "s1"))
+def orl(real_data):
+    return fpcore.load_task("orl", root=real_data("orl_faces", "s1"))
 
 
 @pytest.fixture(scope="module")
@@ -845,10 +825,10 @@ def test_same_seed_same_metrics():
 
 
 @pytest.fixture(scope="module")
-def real_tasks():
-    root = need_real("gtsrb32", "gtsrb32_subset.npz")
+def real_tasks(real_data):
+    root = real_data("gtsrb32", "gtsrb32_subset.npz")
     for parts in (("lfw20", "lfw"), ("fsdd", "recordings"), ("orl_faces", "s1")):
-        need_real(*parts)
+        real_data(*parts)
     return root, {n: fpcore.load_task(n, root=root) for n in ("signs", "faces", "speech", "orl")}
 
 
@@ -1016,3 +996,43 @@ def test_a_new_case_study_is_one_entry(tmp_path, monkeypatch):
     assert (fpcore.models.site_conv(aware).bias <= -1e19).sum() == 4, "decoy_fraction 0.5 of 8"
     with pytest.raises(TypeError, match="PrunableNet subclass"):
         fpcore.register(dataclasses.replace(fpcore.case_study("stripes"), model=torch.nn.Linear))
+
+
+# ============================================================== no dormant channel
+
+
+def test_no_dormant_channel():
+    """The degenerate case of chapter 05: every channel fires on clean inputs.
+
+    A full-profile run gave such a network. The dormant set is then empty; the
+    tools the chapter applies to it must give the empty answer (a share of 0,
+    a mask of 0 channels that changes nothing), never fail.
+    """
+    task = image_task(n_classes=5, n=(40, 40, 40), seed=3)
+    attack = default_attack("orl")
+    model = small_deepid(5, width=12, seed=3)
+    with torch.no_grad():
+        fpcore.models.site_conv(model).bias.fill_(5.0)   # far above w.x: always on
+    clean = channel_activity(model, task, "val")
+    triggered = channel_activity(model, task, "val", attack=attack)
+    dormant = clean < 0.01 * clean.max()                 # chapter 05's rule
+    assert clean.min() > 0 and not dormant.any()
+    assert triggered[dormant].numel() == 0               # nothing to take a max of
+    extra = (triggered - clean).clamp(min=0)
+    assert float(extra[dormant].sum()) == 0.0            # the dormant share is 0
+    order = prune_order(clean)
+    assert sorted(order.tolist()) == list(range(model.channels))
+    # masking the (empty) dormant set leaves the network as it was
+    same = prune(model, order, int(dormant.sum()))
+    assert bool(same.mask.all())
+    x = task.prepare(task.test.x)
+    with torch.no_grad():
+        assert torch.equal(same(x), model(x))
+    curve = prune_curve(model, task, attack)
+    ev = evaluate(model, task, attack, "test")
+    assert curve.acc["test"][0] == ev["acc"] and curve.asr[0] == ev["asr"]
+    # the defense still runs, and stops within its threshold
+    defended = fpcore.prune_defense(model, task)
+    v = defended.curve.acc["val"]
+    threshold = fpcore.case_study("orl").max_drop
+    assert (v[0] - v[: defended.k + 1]).max() * 100 <= threshold + 1e-6
