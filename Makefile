@@ -57,7 +57,7 @@ test-realdata: install
 # checks some only.
 NOTEBOOKS ?= $$($(PYTHON) -m tools.build_book --list-notebooks)
 test-notebooks: install
-	$(PYTEST) --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg $(NOTEBOOKS)
+	FPCORE_BOOK=1 $(PYTEST) --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg $(NOTEBOOKS)
 
 test-book: install
 	$(PYTEST) -m book tests/test_book.py
