@@ -456,6 +456,16 @@ def test_template_is_not_built(book_html):
 
 
 @pytest.mark.book
+def test_status_page_lists_every_chapter_time(book_html):
+    page = (book_html / "status.html").read_text(encoding="utf-8")
+    timings = json.loads(book.TIMINGS.read_text())["chapters"]
+    for entry in CHAPTERS:
+        name = Path(entry).name
+        assert f"<td>{name}</td>" in page, f"the status page lists {name}"
+        assert f"<td>{timings[name]['seconds']:.0f}</td>" in page
+
+
+@pytest.mark.book
 def test_search_finds_backdoor(visit):
     v = visit("search.html?q=backdoor")
     v.page.wait_for_selector("#search-results li", timeout=20_000)
