@@ -57,7 +57,7 @@ test-realdata: install
 # checks some only.
 NOTEBOOKS ?= $$($(PYTHON) -m tools.build_book --list-notebooks)
 test-notebooks: install
-	$(PYTEST) --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg $(NOTEBOOKS)
+	FPCORE_BOOK=1 $(PYTEST) --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg $(NOTEBOOKS)
 
 test-book: install
 	$(PYTEST) -m book tests/test_book.py
@@ -82,3 +82,11 @@ assignments: install
 # Their tests alone (the grading tests are marked realdata, so test-realdata runs them too).
 test-assignments: install
 	$(PYTEST) tests/test_assignments.py
+
+# The published model files (fpcore/release.py): train or take from the cache every
+# network the chapters use, copy them to _build/release/ and rewrite fpcore/manifest.json.
+# Then upload _build/release/* to the release address and commit the manifest.
+RELEASE_ARGS ?= --profiles quick --seeds 0
+.PHONY: release
+release: install
+	$(PYTHON) -m fpcore.release build $(RELEASE_ARGS)

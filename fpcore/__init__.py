@@ -9,6 +9,7 @@ prune     -> channel ranking, the cached pruning sweep, the stopping rule
 defenses  -> fine-tuning, pruning and fine-pruning on the validation split
 adaptive  -> the pruning-aware attack
 store     -> safetensors model files and the trained-model cache
+release   -> published model files: download a trained network instead of training it
 zoo       -> trained and defended models by name, cached across chapters
 plots     -> the book's recurring pictures
 chapter   -> what the chapters share: glue, tables, verdict words, loading a chapter's models

@@ -13,6 +13,7 @@ numbers read the same way in every chapter:
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -30,17 +31,16 @@ LABELS = {"clean": "clean", "badnet": "BadNets", "pruning_aware": "pruning-aware
 def glue(name: str, value, display: bool = True):
     """Give a computed value a name the book's prose can show ({glue:text}`name`).
 
-    In the book build this is myst-nb's `glue`. Elsewhere (Colab, plain
-    Jupyter) the value is only displayed, when `display` is true.
+    In the book build (FPCORE_BOOK=1, set by tools/build_book.py) this is
+    myst-nb's `glue`. Elsewhere (Colab, Jupyter) the Colab notebook's text shows
+    the name, so the value is printed under the cell as "name = value".
     """
-    try:
+    if os.environ.get("FPCORE_BOOK"):
         from myst_nb import glue as myst_glue
-    except ImportError:
-        if display:
-            from IPython.display import display as show
-            show(value)
+        myst_glue(name, value, display=display)
         return
-    myst_glue(name, value, display=display)
+    shown = f"{value:.4g}" if isinstance(value, float) else value
+    print(f"{name} = {shown}")
 
 
 def table(header: Sequence, rows: Sequence[Sequence], markdown: bool = False):

@@ -27,6 +27,7 @@ from safetensors.torch import save_file
 from .cases import case_study, model_classes
 from .data import Task, project_root
 from .models import PrunableNet, require_prunable
+from .release import fetch_published
 
 
 class ModelFileError(ValueError):
@@ -138,17 +139,18 @@ def cache_path(task: Task, kind: str, profile: str, seed: int) -> Path:
 
 
 def cached(task: Task, kind: str, profile: str, seed: int, train_fn, device=None) -> PrunableNet:
-    """Load a trained model from the cache, or train it with `train_fn()` and store it.
+    """Load a trained model from the cache, else download its published file
+    (`fpcore.release`), else train it with `train_fn()` and store it.
 
     `model.meta["seconds"]` is how long `train_fn` took when it ran, so the cost
     of a model is known even when it comes from the cache.
     """
     path = cache_path(task, kind, profile, seed)
-    if path.exists():
+    if path.exists() or fetch_published(path):
         try:
             return load_model(path, device)
         except ModelFileError:
-            path.unlink()          # a damaged cache entry: retrain
+            path.unlink()          # a damaged entry: train again
     start = time.perf_counter()
     model = train_fn()
     meta = dict(task=task.name, kind=kind, profile=profile, seed=seed,

@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from tools import build_book as book
+from tools import colab
 
 ROOT = book.ROOT
 
@@ -61,7 +62,69 @@ def _ids(entries):
 def test_ipynb_matches_md(entry):
     problems = book.sync_problems(ROOT / f"{entry}.md")
     assert not problems, (f"{entry}.ipynb: {'; '.join(problems)}. Update it with "
-                          f"`jupytext --sync {entry}.md`")
+                          f"`python -m tools.build_book --sync --only {book.chapter_number(entry)}`")
+
+
+@pytest.mark.parametrize("entry", CHAPTERS, ids=_ids(CHAPTERS))
+def test_colab_notebook_shows_no_raw_myst(entry):
+    """What Colab opens reads cleanly: no MyST role or directive in any Markdown cell,
+    solutions folded, and every glued name printed by a code cell."""
+    nb = json.loads((ROOT / f"{entry}.ipynb").read_text(encoding="utf-8"))
+    markdown = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown"]
+    code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    for text in markdown:
+        assert not colab.RAW_MYST.search(text), f"raw MyST in a Markdown cell: {text[:120]!r}"
+    source = (ROOT / f"{entry}.md").read_text(encoding="utf-8")
+    assert "\n".join(markdown).count("<details>") == source.count("{solution}")
+    for name in set(re.findall(r"\{glue:text\}`([\w]+)", source)):
+        assert re.search(rf"glue\(\s*f?[\"']{name}[\"']|glue\(\s*f[\"']", code), (
+            f"{name} is shown in the text but no code cell glues it")
+
+
+def test_colab_converter_on_every_construct(tmp_path):
+    md = tmp_path / "99_demo.md"
+    md.write_text("""---
+jupytext:
+  formats: md:myst
+  text_representation: {extension: .md, format_name: myst}
+kernelspec: {display_name: Python 3, language: python, name: python3}
+---
+
+# Demo
+
+(sec-demo)=
+The ASR falls to {glue:text}`asr:.1f` % (see {doc}`01_introduction`).
+
+```{note}
+A note.
+```
+
+```{exercise}
+:label: ex-99-a
+
+Do it.
+```
+
+```{solution} ex-99-a
+:class: dropdown
+
+    indented = "code"
+
+Because.
+```
+
+```{code-cell} ipython3
+glue("asr", 3.5, display=False)
+```
+""", encoding="utf-8")
+    nb = colab.colab_notebook(md)
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert "falls to `asr` %" in text
+    assert f"[01_introduction]({colab.colab_url('01_introduction')})" in text
+    assert "> **Note.**" in text and "**Exercise 1.** Do it." in text
+    assert "<details>\n<summary>Solution</summary>\n\n    indented = \"code\"" in text
+    assert not colab.RAW_MYST.search(text) and "(sec-demo)=" not in text
+    assert [c.source for c in nb.cells if c.cell_type == "code"] == ['glue("asr", 3.5, display=False)']
 
 
 @pytest.mark.parametrize("entry", CHAPTERS, ids=_ids(CHAPTERS))
@@ -390,6 +453,17 @@ def test_code_does_not_scroll_sideways_in_browser(entry, visit, book_html):
 @pytest.mark.book
 def test_template_is_not_built(book_html):
     assert not list(book_html.rglob("_template*")), "chapters/_template.md must not be built"
+
+
+@pytest.mark.book
+def test_status_page_lists_every_chapter_time(book_html):
+    html = (book_html / "status.html").read_text(encoding="utf-8")
+    text = " ".join(re.sub(r"<[^>]+>", " ", html).split())
+    timings = json.loads(book.TIMINGS.read_text())["chapters"]
+    for entry in CHAPTERS:
+        t = timings[Path(entry).name]
+        row = f"{Path(entry).name} {t['PROFILE']} {t['SEED']} {t['seconds']:.0f}"
+        assert row in text, f"the status page has the row '{row}'"
 
 
 @pytest.mark.book

@@ -3,9 +3,9 @@
 
 For every chapter that _toc.yml lists and whose chapters/NN_name.md exists:
 
-1. check that the committed chapters/NN_name.ipynb has the cells of the .md
-   (with --sync: run `jupytext --sync` on it first; jupytext.toml pairs the two);
-2. execute the .ipynb with papermill (kernel python3, cwd chapters/, parameters
+1. check that the committed chapters/NN_name.ipynb (what Colab opens) is
+   tools/colab.py's rendering of the .md (with --sync: write it first);
+2. execute jupytext's notebook of the .md with papermill (kernel python3, cwd chapters/, parameters
    PROFILE and SEED) into _build/stage/chapters/NN_name.ipynb; a failing cell
    fails the build;
 3. record each chapter's wall time in _build/timings.json and print a table;
@@ -17,7 +17,7 @@ Examples:
     python tools/build_book.py                     # the whole book, PROFILE=auto
     python tools/build_book.py --only 03 05        # execute chapters 03 and 05 only
     python tools/build_book.py --reuse             # skip chapters whose staged output is fresh
-    python tools/build_book.py --sync --only 03    # jupytext --sync chapter 03 first
+    python tools/build_book.py --sync --only 03    # rewrite chapter 03's Colab .ipynb first
     python -m tools.build_book --no-html           # the same tool, run as a module
 
 tests/test_book.py and bench/book.py import this module (tools.build_book) for the
@@ -61,7 +61,7 @@ def parse_args(argv=None):
                    "other chapters keep their staged output from an earlier run")
     p.add_argument("--reuse", action="store_true", help="skip executing a chapter whose staged output is newer "
                    "than its .md/.ipynb and the fpcore sources and was run with the same parameters")
-    p.add_argument("--sync", action="store_true", help="run `jupytext --sync` on each selected chapter first")
+    p.add_argument("--sync", action="store_true", help="rewrite each selected chapter's Colab .ipynb from its .md first")
     p.add_argument("--cell-timeout", type=int, default=1800, help="seconds a single cell may run (default 1800)")
     p.add_argument("--no-html", action="store_true", help="execute only, do not run jupyter-book")
     p.add_argument("--list-notebooks", action="store_true",
@@ -105,48 +105,37 @@ def fpcore_sources() -> list[Path]:
 
 
 # --------------------------------------------------------------------------
-# pairing: jupytext.toml pairs .md and .ipynb; `jupytext --sync` updates them
+# the committed .ipynb: the Colab notebook tools/colab.py makes from the .md
 # --------------------------------------------------------------------------
 
-def cell_signature(nb) -> list[tuple]:
-    """Each cell's type, source and tags: what a .ipynb must share with its .md
-    (cell ids and metadata that Jupyter or jupytext vary are ignored)."""
-    sig = []
-    for cell in nb["cells"]:
-        src = cell["source"]
-        if isinstance(src, list):
-            src = "".join(src)
-        sig.append((cell["cell_type"], src, tuple(cell.get("metadata", {}).get("tags", []))))
-    return sig
-
-
 def sync_problems(md_path: Path) -> list[str]:
-    """Why the committed .ipynb next to md_path is not the .md's notebook without
-    outputs (empty when it is). jupytext has no such check, so the build and
-    tests/test_book.py share this one."""
-    import jupytext
+    """Why the committed .ipynb next to md_path is not tools/colab.py's rendering of
+    the .md (empty when it is); the build and tests/test_book.py share this check."""
+    from tools import colab
 
     ipynb = md_path.with_suffix(".ipynb")
     if not ipynb.exists():
         return [f"{ipynb.relative_to(ROOT)} is missing"]
-    committed = json.loads(ipynb.read_text(encoding="utf-8"))
-    problems = []
-    fresh, have = cell_signature(jupytext.read(md_path)), cell_signature(committed)
-    if fresh != have:
-        first = next((i for i, (a, b) in enumerate(zip(fresh, have)) if a != b), None)
-        problems.append(f"cell {first} differs from the .md (first difference)" if first is not None
-                        else f"{len(have)} cells in the .ipynb, {len(fresh)} from the .md")
-    if any(c["cell_type"] == "code" and (c.get("outputs") or c.get("execution_count"))
-           for c in committed["cells"]):
-        problems.append("a code cell has outputs or an execution count")
-    kernel = committed.get("metadata", {}).get("kernelspec", {}).get("name")
-    if kernel != "python3":
-        problems.append(f"kernelspec is {kernel!r}, not 'python3'")
-    return problems
+    if ipynb.read_text(encoding="utf-8") != colab.render(md_path):
+        return [f"{ipynb.relative_to(ROOT)} is not the Colab rendering of {md_path.name}"]
+    return []
 
 
-def jupytext_sync(md_path: Path) -> None:
-    subprocess.run([sys.executable, "-m", "jupytext", "--sync", "--quiet", str(md_path)], cwd=ROOT, check=True)
+def write_colab(md_path: Path) -> None:
+    from tools import colab
+
+    md_path.with_suffix(".ipynb").write_text(colab.render(md_path), encoding="utf-8")
+
+
+def source_notebook(entry: str) -> Path:
+    """What papermill executes: jupytext's notebook of the .md, MyST and all (the
+    committed .ipynb is for Colab, without MyST, so the book cannot be built from it)."""
+    import jupytext
+
+    path = BUILD / "src" / f"{entry}.ipynb"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    jupytext.write(jupytext.read(ROOT / f"{entry}.md"), path, fmt="ipynb")
+    return path
 
 
 # --------------------------------------------------------------------------
@@ -204,7 +193,7 @@ def clean_executed(path: Path, params: dict) -> None:
 def execute(entry: str, params: dict, timeout: int) -> float:
     import papermill
 
-    src = ROOT / f"{entry}.ipynb"
+    src = source_notebook(entry)
     out = staged(entry)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.stem + ".running.ipynb")
@@ -239,8 +228,8 @@ def stage_book(chapters: list[str]) -> None:
     shutil.copy2(ROOT / "_config.yml", STAGE / "_config.yml")
     contents = toc()
     contents["chapters"] = [c for c in contents.get("chapters", []) if c["file"] in chapters]
-    if not contents["chapters"]:
-        del contents["chapters"]
+    contents["chapters"].append({"file": "status"})
+    (STAGE / "status.md").write_text(status_page(), encoding="utf-8")
     (STAGE / "_toc.yml").write_text(
         "# Generated by tools/build_book.py from ../../_toc.yml: only the chapters that were executed.\n"
         + yaml.safe_dump(contents, sort_keys=False), encoding="utf-8")
@@ -265,6 +254,28 @@ def stage_book(chapters: list[str]) -> None:
             shutil.copy2(path, dest)
 
 
+def status_page() -> str:
+    """The book's last page: what each chapter cost to execute in this build, and with
+    which parameters, from _build/timings.json (so instructors know what a chapter costs)."""
+    import platform
+
+    import torch
+
+    data = json.loads(TIMINGS.read_text()) if TIMINGS.exists() else {"chapters": {}}
+    rows = [f"| {name} | {t.get('PROFILE', '?')} | {t.get('SEED', '?')} | {t['seconds']:.0f} |"
+            for name, t in sorted(data["chapters"].items())]
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else (
+        f"CPU ({os.cpu_count()} cores, {platform.machine()})")
+    return "\n".join([
+        "# Build status", "",
+        "How long each chapter took to execute when this book was built, and with which",
+        "parameters. The times include training any network that was not yet in fpcore's model",
+        "cache, so a chapter that runs after another one can be much faster than alone.",
+        f"The build ran on: {device}; torch {torch.__version__}.", "",
+        "| chapter | PROFILE | SEED | seconds |", "|---|---|---|--:|", *rows,
+        f"| **total** | | | **{data.get('total_seconds', 0):.0f}** |", ""])
+
+
 def build_html() -> int:
     # jupyter-book's own entry point run by this Python: no reliance on a `jupyter-book` on PATH
     cmd = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()", "build", str(STAGE),
@@ -285,6 +296,7 @@ def print_table(rows: list[tuple[str, str, str]]) -> None:
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.getLogger("papermill").setLevel(logging.WARNING)
+    os.environ["FPCORE_BOOK"] = "1"   # fpcore.chapter.glue: myst-nb's glue, not a print
     chapters = existing_chapters()
     if args.list_notebooks:
         for c in chapters:
@@ -313,14 +325,14 @@ def main(argv=None) -> int:
     for c in selected:
         md = ROOT / f"{c}.md"
         if args.sync:
-            jupytext_sync(md)
+            write_colab(md)
         problems = sync_problems(md)
         if problems:
             out_of_sync.append(c)
             print(f"error: {c}.ipynb does not match {c}.md: {'; '.join(problems)}", file=sys.stderr)
     if out_of_sync:
         nums = " ".join(chapter_number(c) for c in out_of_sync)
-        print(f"Update with:  python tools/build_book.py --sync --only {nums}  (= jupytext --sync)",
+        print(f"Update with:  python tools/build_book.py --sync --only {nums}",
               file=sys.stderr)
         return 2
 
