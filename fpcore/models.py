@@ -6,6 +6,13 @@ buffer with one entry per channel there, and `head` is everything after it.
 A masked channel contributes exactly nothing downstream, whatever biases or
 normalisation come before it. Pruning code only ever talks to `trunk`, `head`,
 `mask` and the names in `site`/`consumers`, so it never branches on the model.
+
+The head is split once more, for the pruning sweep: `head_linear` is what the
+`consumers` (the layers that read the prune site) compute from it, an affine
+function of the activations; `head_rest` is everything after. So
+`head(a) == head_rest(head_linear(a))`, and masking one more channel only
+subtracts that channel's term (`channel_term`) from `head_linear`'s output.
+Each model writes `head_rest`; the rest is generic.
 """
 from __future__ import annotations
 
@@ -16,7 +23,8 @@ import torch.nn.functional as F
 
 class PrunableNet(nn.Module):
     site: str = ""            # the conv layer whose output channels are pruned
-    consumers: tuple = ()     # parameters whose dim 1 reads those channels
+    consumers: tuple = ()     # parameters whose dim 1 reads those channels: "<layer>.weight" of
+                              # an nn.Linear on the flattened site or an nn.Conv2d on the site
 
     def __init__(self, num_classes: int, width: int):
         super().__init__()
@@ -36,7 +44,44 @@ class PrunableNet(nn.Module):
         raise NotImplementedError
 
     def head(self, a: torch.Tensor) -> torch.Tensor:
+        """Everything after the prune site: the consumers, then the rest."""
+        return self.head_rest(self.head_linear(a))
+
+    def head_rest(self, z: tuple) -> torch.Tensor:
+        """The logits from the consumers' outputs `z` (one tensor per consumer, in order)."""
         raise NotImplementedError
+
+    def _consumer(self, name: str) -> nn.Module:
+        layer = self.get_submodule(name.rsplit(".", 1)[0])
+        if not isinstance(layer, (nn.Linear, nn.Conv2d)) or (
+                isinstance(layer, nn.Conv2d) and layer.groups != 1):
+            raise TypeError(f"{type(self).__name__}: consumer {name!r} must be an nn.Linear "
+                            "or an ungrouped nn.Conv2d")
+        return layer
+
+    def head_linear(self, a: torch.Tensor) -> tuple:
+        """What every consumer computes from the activations `a`: affine in `a`."""
+        out = []
+        for name in self.consumers:
+            layer = self._consumer(name)
+            out.append(layer(a.flatten(1)) if isinstance(layer, nn.Linear) else layer(a))
+        return tuple(out)
+
+    def channel_term(self, a: torch.Tensor, c: int) -> tuple:
+        """Channel c's share of `head_linear(a)` (biases excluded): `a` has shape (N, C, H, W).
+
+        head_linear(a) == biases + the sum of channel_term(a, c) over the channels c.
+        """
+        out = []
+        for name in self.consumers:
+            layer = self._consumer(name)
+            if isinstance(layer, nn.Linear):
+                w = layer.weight.view(layer.out_features, self.channels, -1)[:, c]
+                out.append(a[:, c].flatten(1) @ w.t())
+            else:
+                out.append(F.conv2d(a[:, c:c + 1], layer.weight[:, c:c + 1], None, layer.stride,
+                                    layer.padding, layer.dilation))
+        return tuple(out)
 
     def activations(self, x: torch.Tensor) -> torch.Tensor:
         """Masked activations at the prune site, shape (N, C, H, W)."""
@@ -69,8 +114,9 @@ class SignNet(PrunableNet):
         x = F.relu(self.bn3(self.conv3(x)))
         return F.max_pool2d(F.relu(self.conv4(x)), 2)                       # (N, width, 4, 4)
 
-    def head(self, a):
-        return self.fc2(self.drop(F.relu(self.fc1(a.flatten(1)))))
+    def head_rest(self, z):
+        (h,) = z                                                            # fc1 of the site
+        return self.fc2(self.drop(F.relu(h)))
 
 
 class DeepID(PrunableNet):
@@ -94,9 +140,9 @@ class DeepID(PrunableNet):
         x = F.max_pool2d(F.relu(self.conv2(x)), 2)
         return F.max_pool2d(F.relu(self.conv3(x)), 2)                       # (N, width, 5, 4)
 
-    def head(self, a):
-        c4 = F.relu(self.conv4(a))
-        return self.classifier(self.drop(F.relu(self.fc1(a.flatten(1)) + self.fc2(c4.flatten(1)))))
+    def head_rest(self, z):
+        c4, h = z                                                           # conv4, fc1 of the site
+        return self.classifier(self.drop(F.relu(h + self.fc2(F.relu(c4).flatten(1)))))
 
 
 class SpeechNet(PrunableNet):
@@ -119,8 +165,9 @@ class SpeechNet(PrunableNet):
         x = F.relu(self.bn4(self.conv4(F.relu(self.bn3(self.conv3(x))))))
         return F.max_pool2d(F.relu(self.conv5(x)), 2)                       # (N, width, 8, 4)
 
-    def head(self, a):
-        return self.fc2(self.drop(F.relu(self.fc1(a.flatten(1)))))
+    def head_rest(self, z):
+        (h,) = z                                                            # fc1 of the site
+        return self.fc2(self.drop(F.relu(h)))
 
 
 def require_prunable(model) -> PrunableNet:

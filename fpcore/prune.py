@@ -1,10 +1,15 @@
 """The pruning defense: rank channels by how active they are on clean data, cut the dormant ones.
 
 The ranking is computed once, so the activations at the prune site are too:
-the sweep runs the trunk once per evaluation set and then only the head for
-every number of pruned channels k = 0..C. Public toolkits re-run the whole
-network for every k; `naive_prune_curve` does exactly that, for tests and
-benchmarks.
+the sweep runs the trunk once per evaluation set, then walks k = C..0 putting
+one channel back at a time. The head's first layers (the model's
+`head_linear`) are affine in the activations, so putting a channel back only
+adds its term to their output (`channel_term`, accumulated in float64); only
+`head_rest` runs again for every k. Public toolkits re-run the whole network
+for every k; `naive_prune_curve` does exactly that, for tests and benchmarks.
+The two give the same predictions: the float32 rounding of the naive head can
+only flip an exact tie between two logits, and the tests and benchmarks assert
+equal curves.
 """
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ import torch
 
 from .data import Task
 from .models import PrunableNet, require_prunable
-from .train import EVAL_BATCH
+from .train import EVAL_BATCH, eval_input
 from .triggers import Attack
 
 
@@ -26,7 +31,7 @@ def site_activations(model: PrunableNet, task: Task, x: torch.Tensor) -> torch.T
     """Unmasked activations at the prune site for a raw batch, in fixed-size chunks."""
     model.eval()
     dev = model.mask.device
-    return torch.cat([model.trunk(task.prepare(c.to(dev))) for c in x.split(EVAL_BATCH)])
+    return torch.cat([model.trunk(eval_input(task, c.to(dev))) for c in x.split(EVAL_BATCH)])
 
 
 def channel_activity(model: PrunableNet, task: Task, split: str = "val",
@@ -102,10 +107,39 @@ def _curve(order, n, results) -> PruneCurve:
     return PruneCurve(order.cpu(), np.arange(n + 1), acc, asr)
 
 
+def splits_head(model: PrunableNet) -> bool:
+    """True when the model's head is `head_rest(head_linear(a))` (every fpcore model)."""
+    cls = type(model)
+    return cls.head is PrunableNet.head and cls.head_rest is not PrunableNet.head_rest
+
+
+def _correct_per_k(model: PrunableNet, a: torch.Tensor, y: torch.Tensor,
+                   order: torch.Tensor) -> torch.Tensor:
+    """Correct predictions for every k = 0..C on unmasked activations `a`, labels `y`."""
+    n = model.channels
+    right = torch.zeros(n + 1, dtype=torch.long, device=a.device)
+    if not splits_head(model):            # a model that only writes `head`: run it for every k
+        for k in range(n + 1):
+            m = mask_after(model, order, k).view(1, -1, 1, 1)
+            right[k] = (model.head(a * m).argmax(1) == y).sum()
+        return right
+    mask = model.mask.tolist()
+    back = order[:n].tolist()             # channel put back on the way from k to k - 1
+    # k = C: the consumers' output on the fully pruned activations, as the naive sweep computes it
+    z = [t.double() for t in model.head_linear(a * mask_after(model, order, n).view(1, -1, 1, 1))]
+    for k in range(n, -1, -1):
+        right[k] = (model.head_rest(tuple(t.float() for t in z)).argmax(1) == y).sum()
+        if k and mask[back[k - 1]]:
+            c = back[k - 1]
+            for t, term in zip(z, model.channel_term(a, c)):
+                t.add_(term.double(), alpha=mask[c])
+    return right
+
+
 @torch.no_grad()
 def prune_curve(model: PrunableNet, task: Task, attack: Optional[Attack] = None,
                 order: Optional[torch.Tensor] = None, splits=("val", "test")) -> PruneCurve:
-    """Sweep k = 0..C: trunk once per evaluation set, head only for every k.
+    """Sweep k = 0..C: trunk once per evaluation set, then one channel's term per k.
 
     `order` defaults to the ranking on the clean validation split. ASR is
     measured on the triggered test split when `attack` is given and "test"
@@ -113,15 +147,15 @@ def prune_curve(model: PrunableNet, task: Task, attack: Optional[Attack] = None,
     """
     require_prunable(model).eval()
     order = prune_order(channel_activity(model, task)) if order is None else order
+    order = order.to(model.mask.device)
     sets = _eval_sets(task, attack, splits)
-    cached = {name: (site_activations(model, task, s.x), s.y.to(model.mask.device))
-              for name, s in sets.items()}
-    results = {name: [] for name in sets}
-    for k in range(model.channels + 1):
-        m = mask_after(model, order, k).view(1, -1, 1, 1)
-        for name, (a, y) in cached.items():
-            pred = torch.cat([model.head(c * m).argmax(1) for c in a.split(EVAL_BATCH)])
-            results[name].append((pred == y).float().mean().item())
+    results = {}
+    for name, s in sets.items():
+        right = torch.zeros(model.channels + 1, dtype=torch.long, device=model.mask.device)
+        for x, y in zip(s.x.split(EVAL_BATCH), s.y.split(EVAL_BATCH)):
+            a = site_activations(model, task, x)
+            right += _correct_per_k(model, a, y.to(a.device), order)
+        results[name] = (right.float() / len(s)).tolist()     # as (pred == y).float().mean()
     return _curve(order, model.channels, results)
 
 
