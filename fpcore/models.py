@@ -7,12 +7,12 @@ A masked channel contributes exactly nothing downstream, whatever biases or
 normalisation come before it. Pruning code only ever talks to `trunk`, `head`,
 `mask` and the names in `site`/`consumers`, so it never branches on the model.
 
-The head is split once more, for the pruning sweep: `head_linear` is what the
-`consumers` (the layers that read the prune site) compute from it, an affine
-function of the activations; `head_rest` is everything after. So
-`head(a) == head_rest(head_linear(a))`, and masking one more channel only
-subtracts that channel's term (`channel_term`) from `head_linear`'s output.
-Each model writes `head_rest`; the rest is generic.
+The head comes in two parts, for the pruning sweep: `head_linear` is what the
+`consumers` (the layers that read the prune site: an nn.Linear on the
+flattened site or an nn.Conv2d on it) compute, affine in the activations, and
+`head_rest`, written by each model, is everything after; `head` is
+`head_rest(head_linear(a))`. Masking one more channel then only subtracts that
+channel's share (`linear_maps`) from head_linear's output (fpcore.prune).
 """
 from __future__ import annotations
 
@@ -23,8 +23,7 @@ import torch.nn.functional as F
 
 class PrunableNet(nn.Module):
     site: str = ""            # the conv layer whose output channels are pruned
-    consumers: tuple = ()     # parameters whose dim 1 reads those channels: "<layer>.weight" of
-                              # an nn.Linear on the flattened site or an nn.Conv2d on the site
+    consumers: tuple = ()     # parameters whose dim 1 reads those channels
 
     def __init__(self, num_classes: int, width: int):
         super().__init__()
@@ -44,44 +43,50 @@ class PrunableNet(nn.Module):
         raise NotImplementedError
 
     def head(self, a: torch.Tensor) -> torch.Tensor:
-        """Everything after the prune site: the consumers, then the rest."""
+        """Everything after the prune site: `head_rest(head_linear(a))`."""
         return self.head_rest(self.head_linear(a))
 
     def head_rest(self, z: tuple) -> torch.Tensor:
-        """The logits from the consumers' outputs `z` (one tensor per consumer, in order)."""
+        """The logits from `head_linear(a)`: what the head does after its consumers."""
         raise NotImplementedError
 
-    def _consumer(self, name: str) -> nn.Module:
-        layer = self.get_submodule(name.rsplit(".", 1)[0])
-        if not isinstance(layer, (nn.Linear, nn.Conv2d)) or (
-                isinstance(layer, nn.Conv2d) and layer.groups != 1):
-            raise TypeError(f"{type(self).__name__}: consumer {name!r} must be an nn.Linear "
-                            "or an ungrouped nn.Conv2d")
-        return layer
+    def _consumers(self) -> list:
+        layers = []
+        for name in self.consumers:
+            layer = self.get_submodule(name.rsplit(".", 1)[0])
+            if not (isinstance(layer, nn.Linear) or
+                    (isinstance(layer, nn.Conv2d) and layer.groups == 1)):
+                raise TypeError(f"{type(self).__name__}: consumer {name!r} must be an nn.Linear "
+                                "on the flattened site or an ungrouped nn.Conv2d on the site")
+            layers.append(layer)
+        return layers
 
     def head_linear(self, a: torch.Tensor) -> tuple:
-        """What every consumer computes from the activations `a`: affine in `a`."""
-        out = []
-        for name in self.consumers:
-            layer = self._consumer(name)
-            out.append(layer(a.flatten(1)) if isinstance(layer, nn.Linear) else layer(a))
-        return tuple(out)
+        """The consumers' outputs on the activations `a`, in order: affine in `a`."""
+        return tuple(layer(a.flatten(1)) if isinstance(layer, nn.Linear) else layer(a)
+                     for layer in self._consumers())
 
-    def channel_term(self, a: torch.Tensor, c: int) -> tuple:
-        """Channel c's share of `head_linear(a)` (biases excluded): `a` has shape (N, C, H, W).
+    @torch.no_grad()
+    def linear_maps(self, height: int, width: int) -> torch.Tensor:
+        """`head_linear` without its biases, one matrix per channel: shape (C, H*W, outputs).
 
-        head_linear(a) == biases + the sum of channel_term(a, c) over the channels c.
+        Row p of matrix c is what one unit of activation of channel c at
+        position p adds to head_linear's outputs, flattened and joined in order
+        (the weights themselves, exactly). So head_linear(a) equals its biases
+        plus the sum over c of a[:, c].flatten(1) @ maps[c].
         """
-        out = []
-        for name in self.consumers:
-            layer = self._consumer(name)
+        c, hw = self.channels, height * width
+        onehot = torch.eye(hw, device=self.mask.device).view(hw, 1, height, width)
+        parts = []
+        for layer in self._consumers():
             if isinstance(layer, nn.Linear):
-                w = layer.weight.view(layer.out_features, self.channels, -1)[:, c]
-                out.append(a[:, c].flatten(1) @ w.t())
-            else:
-                out.append(F.conv2d(a[:, c:c + 1], layer.weight[:, c:c + 1], None, layer.stride,
-                                    layer.padding, layer.dilation))
-        return tuple(out)
+                parts.append(layer.weight.view(-1, c, hw).permute(1, 2, 0))
+            else:                      # every channel's weights applied to every one-hot position
+                k = layer.weight.transpose(0, 1).reshape(-1, 1, *layer.kernel_size)
+                out = F.conv2d(onehot.expand(hw, c, height, width), k, None, layer.stride,
+                               layer.padding, layer.dilation, groups=c)
+                parts.append(out.view(hw, c, layer.out_channels, -1).transpose(0, 1).flatten(2))
+        return torch.cat(parts, 2)
 
     def activations(self, x: torch.Tensor) -> torch.Tensor:
         """Masked activations at the prune site, shape (N, C, H, W)."""
@@ -115,7 +120,7 @@ class SignNet(PrunableNet):
         return F.max_pool2d(F.relu(self.conv4(x)), 2)                       # (N, width, 4, 4)
 
     def head_rest(self, z):
-        (h,) = z                                                            # fc1 of the site
+        (h,) = z                                                            # fc1's output
         return self.fc2(self.drop(F.relu(h)))
 
 
@@ -141,7 +146,7 @@ class DeepID(PrunableNet):
         return F.max_pool2d(F.relu(self.conv3(x)), 2)                       # (N, width, 5, 4)
 
     def head_rest(self, z):
-        c4, h = z                                                           # conv4, fc1 of the site
+        c4, h = z                                                           # conv4's, fc1's outputs
         return self.classifier(self.drop(F.relu(h + self.fc2(F.relu(c4).flatten(1)))))
 
 
@@ -166,7 +171,7 @@ class SpeechNet(PrunableNet):
         return F.max_pool2d(F.relu(self.conv5(x)), 2)                       # (N, width, 8, 4)
 
     def head_rest(self, z):
-        (h,) = z                                                            # fc1 of the site
+        (h,) = z                                                            # fc1's output
         return self.fc2(self.drop(F.relu(h)))
 
 

@@ -4,12 +4,13 @@ The ranking is computed once, so the activations at the prune site are too:
 the sweep runs the trunk once per evaluation set, then walks k = C..0 putting
 one channel back at a time. The head's first layers (the model's
 `head_linear`) are affine in the activations, so putting a channel back only
-adds its term to their output (`channel_term`, accumulated in float64); only
-`head_rest` runs again for every k. Public toolkits re-run the whole network
-for every k; `naive_prune_curve` does exactly that, for tests and benchmarks.
-The two give the same predictions: the float32 rounding of the naive head can
-only flip an exact tie between two logits, and the tests and benchmarks assert
-equal curves.
+adds its share to their output (`PrunableNet.linear_maps`); `head_rest` then runs again,
+and only on the inputs where that channel is active. Public toolkits re-run
+the whole network for every k; `naive_prune_curve` does exactly that, for
+tests and benchmarks.
+The two give the same predictions: they round differently in float32, which
+could only flip a near-exact tie between two logits; the tests and the
+benchmark assert equal curves.
 """
 from __future__ import annotations
 
@@ -113,33 +114,55 @@ def splits_head(model: PrunableNet) -> bool:
     return cls.head is PrunableNet.head and cls.head_rest is not PrunableNet.head_rest
 
 
-def _correct_per_k(model: PrunableNet, a: torch.Tensor, y: torch.Tensor,
-                   order: torch.Tensor) -> torch.Tensor:
-    """Correct predictions for every k = 0..C on unmasked activations `a`, labels `y`."""
+def _unflatten(z: torch.Tensor, shapes) -> tuple:
+    out, i = [], 0
+    for s in shapes:
+        out.append(z[:, i:i + s.numel()].view(-1, *s))
+        i += s.numel()
+    return tuple(out)
+
+
+def _correct_per_k(model: PrunableNet, a: torch.Tensor, y: torch.Tensor, order: torch.Tensor,
+                   maps=None) -> torch.Tensor:
+    """Correct predictions for every k = 0..C on unmasked activations `a`, labels `y`.
+
+    Walks k = C..0, putting channel order[k] back at each step: head_linear's
+    output gains that channel's share (`maps`), and only the inputs on which
+    the channel is active (not exactly zero) get new predictions.
+    """
     n = model.channels
     right = torch.zeros(n + 1, dtype=torch.long, device=a.device)
-    if not splits_head(model):            # a model that only writes `head`: run it for every k
+    if maps is None:                      # a model that only writes `head`: run it for every k
         for k in range(n + 1):
             m = mask_after(model, order, k).view(1, -1, 1, 1)
             right[k] = (model.head(a * m).argmax(1) == y).sum()
         return right
-    mask = model.mask.tolist()
-    back = order[:n].tolist()             # channel put back on the way from k to k - 1
-    # k = C: the consumers' output on the fully pruned activations, as the naive sweep computes it
-    z = [t.double() for t in model.head_linear(a * mask_after(model, order, n).view(1, -1, 1, 1))]
-    for k in range(n, -1, -1):
-        right[k] = (model.head_rest(tuple(t.float() for t in z)).argmax(1) == y).sum()
-        if k and mask[back[k - 1]]:
-            c = back[k - 1]
-            for t, term in zip(z, model.channel_term(a, c)):
-                t.add_(term.double(), alpha=mask[c])
+    maps, shapes = maps
+    mask, back = model.mask.tolist(), order[:n].tolist()
+    # k = C: head_linear on the fully pruned activations, exactly as the naive sweep computes it
+    z = torch.cat([t.flatten(1) for t in
+                   model.head_linear(a * mask_after(model, order, n).view(1, -1, 1, 1))], 1)
+    pred = model.head_rest(_unflatten(z, shapes)).argmax(1)
+    right[n] = (pred == y).sum()
+    acts = a.transpose(0, 1).reshape(n, len(a), -1)            # channel, input, position
+    for k in range(n - 1, -1, -1):
+        c = back[k]
+        rows = acts[c].ne(0).any(1).nonzero().flatten() if mask[c] else ()
+        if len(rows) == len(a):
+            z.addmm_(acts[c], maps[c], alpha=mask[c])
+            pred = model.head_rest(_unflatten(z, shapes)).argmax(1)
+        elif len(rows):
+            zr = z[rows].addmm_(acts[c][rows], maps[c], alpha=mask[c])
+            z[rows] = zr
+            pred[rows] = model.head_rest(_unflatten(zr, shapes)).argmax(1)
+        right[k] = (pred == y).sum()
     return right
 
 
 @torch.no_grad()
 def prune_curve(model: PrunableNet, task: Task, attack: Optional[Attack] = None,
                 order: Optional[torch.Tensor] = None, splits=("val", "test")) -> PruneCurve:
-    """Sweep k = 0..C: trunk once per evaluation set, then one channel's term per k.
+    """Sweep k = 0..C: trunk once per evaluation set, then one channel's share per k.
 
     `order` defaults to the ranking on the clean validation split. ASR is
     measured on the triggered test split when `attack` is given and "test"
@@ -149,12 +172,15 @@ def prune_curve(model: PrunableNet, task: Task, attack: Optional[Attack] = None,
     order = prune_order(channel_activity(model, task)) if order is None else order
     order = order.to(model.mask.device)
     sets = _eval_sets(task, attack, splits)
-    results = {}
+    results, maps = {}, None
     for name, s in sets.items():
         right = torch.zeros(model.channels + 1, dtype=torch.long, device=model.mask.device)
         for x, y in zip(s.x.split(EVAL_BATCH), s.y.split(EVAL_BATCH)):
             a = site_activations(model, task, x)
-            right += _correct_per_k(model, a, y.to(a.device), order)
+            if maps is None and splits_head(model):
+                maps = (model.linear_maps(*a.shape[2:]),
+                        [t.shape[1:] for t in model.head_linear(a[:1])])
+            right += _correct_per_k(model, a, y.to(a.device), order, maps)
         results[name] = (right.float() / len(s)).tolist()     # as (pred == y).float().mean()
     return _curve(order, model.channels, results)
 
