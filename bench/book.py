@@ -7,29 +7,18 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-import yaml
+from tools import build_book
 
-from machine import ROOT, timed
-
-TIMINGS = ROOT / "_build" / "timings.json"
-STAMP = ROOT / "_build" / "book-stamp.json"
+from .machine import timed
 
 
 def build(args=("--profile", "quick")) -> float:
     """Run the whole book build now; its wall time in seconds (raises if it fails)."""
-    cmd = [sys.executable, str(ROOT / "tools" / "build_book.py"), *args]
-    secs, proc = timed(lambda: subprocess.run(cmd, cwd=ROOT))
+    cmd = [sys.executable, "-m", "tools.build_book", *args]
+    secs, proc = timed(lambda: subprocess.run(cmd, cwd=build_book.ROOT))
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed with exit code {proc.returncode}")
     return secs
-
-
-def toc_chapters() -> list:
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
-    out = []
-    for part in [toc] + toc.get("parts", []):
-        out += [Path(c["file"]).name for c in part.get("chapters", [])]
-    return out
 
 
 def mtime(path: Path) -> str:
@@ -38,23 +27,21 @@ def mtime(path: Path) -> str:
 
 def read() -> dict:
     """Per-chapter seconds and parameters for every TOC chapter, with the file's date."""
-    if not TIMINGS.exists():
+    if not build_book.TIMINGS.exists():
         return {"present": False}
-    data = json.loads(TIMINGS.read_text())
-    chapters = data.get("chapters", {})
+    chapters = json.loads(build_book.TIMINGS.read_text()).get("chapters", {})
     rows = []
-    for name in toc_chapters():
-        t = chapters.get(name)
-        exists = (ROOT / "chapters" / f"{name}.md").exists()
-        rows.append({"chapter": name, "seconds": t["seconds"] if t else None,
+    for entry in build_book.toc_chapters():
+        t = chapters.get(Path(entry).name)
+        rows.append({"chapter": Path(entry).name, "seconds": t["seconds"] if t else None,
                      "params": {k: v for k, v in t.items() if k != "seconds"} if t else {},
-                     "exists": exists})
-    out = {"present": True, "date": mtime(TIMINGS), "rows": rows,
+                     "exists": (build_book.ROOT / f"{entry}.md").exists()})
+    out = {"present": True, "date": mtime(build_book.TIMINGS), "rows": rows,
            "total": sum(r["seconds"] for r in rows if r["seconds"] is not None),
            "executed": sum(r["seconds"] is not None for r in rows), "listed": len(rows)}
-    if STAMP.exists():
+    if build_book.STAMP.exists():
         try:
-            out["html_seconds"] = json.loads(STAMP.read_text()).get("html_seconds")
+            out["html_seconds"] = json.loads(build_book.STAMP.read_text()).get("html_seconds")
         except ValueError:
             pass
     return out

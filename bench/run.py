@@ -1,12 +1,12 @@
-#!/usr/bin/env python
 """Run every benchmark and rewrite bench/RESULTS.md (see bench/README.md).
 
-    python bench/run.py                 # sweep, training, memory; book timings as last recorded
-    python bench/run.py --book          # also rebuild the whole book (quick profile) first
-    python bench/run.py --repeats 5     # more repeats per timing (medians are reported)
+    python -m bench.run                 # sweep, training, memory; book timings as last recorded
+    python -m bench.run --book          # also rebuild the whole book (quick profile) first
+    python -m bench.run --repeats 5     # more repeats per timing (medians are reported)
 
-Benchmarks are not tests: nothing fails on a slow machine. Only the check that
-fpcore's sweep and the naive sweep give identical curves fails the run.
+Run it from the checkout's root (`make bench` does). Benchmarks are not tests:
+nothing fails on a slow machine. Only the check that fpcore's sweep and the naive
+sweep give identical curves fails the run.
 """
 from __future__ import annotations
 
@@ -17,20 +17,15 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
+import fpcore
+from fpcore.train import EVAL_BATCH
+
+from . import book, machine, sweep, training
+from .machine import ROOT, timed
+
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE), str(HERE.parent)]
-
-import torch  # noqa: E402
-
-import fpcore  # noqa: E402
-
-import book  # noqa: E402
-import machine  # noqa: E402
-import sweep  # noqa: E402
-import training  # noqa: E402
-from fpcore.train import EVAL_BATCH  # noqa: E402
-from machine import ROOT, timed  # noqa: E402
-
 WORK = HERE / "_work"                      # git-ignored: the model files the children load
 SWEEP_TASKS = ("faces", "speech")
 
@@ -109,7 +104,7 @@ def child(kind: str, task_name: str, smoke: bool) -> dict:
 
 
 def measure_memory(kind: str, task_name: str, threads: int, smoke: bool) -> dict:
-    cmd = [sys.executable, str(HERE / "run.py"), "--threads", str(threads), "--child", kind, task_name]
+    cmd = [sys.executable, "-m", "bench.run", "--threads", str(threads), "--child", kind, task_name]
     cmd += ["--smoke"] if smoke else []
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     if out.returncode != 0:
@@ -118,16 +113,12 @@ def measure_memory(kind: str, task_name: str, threads: int, smoke: bool) -> dict
 
 
 # ----------------------------------------------------------------- the report
-def fmt(x, spec=".2f"):
-    return "–" if x is None else format(x, spec)
-
-
 def report(info, threads_note, sweeps, trains, mem, bk, total_secs, args) -> str:
     L = []
     add = L.append
     phases = ", ".join(f"{k} {v:.0f} s" for k, v in info["phases"].items())
     add("# Benchmarks\n")
-    add(f"Written by `make bench` (`python bench/run.py`) on **{info['date']}**; the whole run took "
+    add(f"Written by `make bench` (`python -m bench.run`) on **{info['date']}**; the whole run took "
         f"{total_secs / 60:.1f} min ({phases}). How to read and rerun it: [README.md](README.md).\n")
     add("| machine | |\n|---|---|")
     for k in ("cpu", "cores", "memory", "python", "torch", "threads", "commit", "fpcore code hash"):
@@ -210,9 +201,9 @@ def report(info, threads_note, sweeps, trains, mem, bk, total_secs, args) -> str
 
     add("## 3. The book\n")
     if not bk.get("present"):
-        add("No `_build/timings.json` yet: run `make book` or `python bench/run.py --book`.\n")
+        add("No `_build/timings.json` yet: run `make book` or `python -m bench.run --book`.\n")
     else:
-        src = ("rebuilt by this run (`--book`: `tools/build_book.py --profile quick`)" if args.book else
+        src = ("rebuilt by this run (`--book`: `python -m tools.build_book --profile quick`)" if args.book else
                "**not rebuilt by this run**: the latest `_build/timings.json` written by "
                "`tools/build_book.py`, dated " + bk["date"] + " (rerun with `--book` to rebuild)")
         add(f"Execution time of every chapter (papermill, one fresh kernel each), {src}. "
@@ -238,7 +229,7 @@ def report(info, threads_note, sweeps, trains, mem, bk, total_secs, args) -> str
     add("## 4. Memory\n")
     chunks = "; ".join(f"{s['task']}: {s['chunk'][0]}, {s['chunk'][1]:.0f} MB" for s in sweeps)
 
-    add("Each row runs in a fresh process (`python bench/run.py --child KIND TASK`). *Before* is the "
+    add("Each row runs in a fresh process (`python -m bench.run --child KIND TASK`). *Before* is the "
         "resident memory once Python, torch, the data set and the model are loaded; *peak* is the "
         "largest resident memory during the phase alone (the kernel's VmHWM, reset just before it); "
         "*process peak* is the largest resident memory of the whole process, loading included (VmHWM; "
@@ -284,7 +275,7 @@ def threads_check(task, model, repeats: int) -> str:
             "core, every parallel kernel waits for its descheduled second thread. Measured in this run "
             f"on the {task.name} test split ({len(x)} inputs, {type(model).__name__}), median of {repeats}:\n\n"
             "| threads | trunk pass | head pass |\n|---|---|---|\n" + rows + "\n\n"
-            "On an idle machine run `python bench/run.py --threads 2`.")
+            "On an idle machine run `python -m bench.run --threads 2`.")
 
 
 def main(argv=None) -> int:

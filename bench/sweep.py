@@ -17,7 +17,7 @@ import fpcore
 from fpcore.prune import site_activations
 from fpcore.train import EVAL_BATCH
 
-from machine import median, timed, timed_cpu
+from .machine import median, timed, timed_cpu
 
 
 def eval_inputs(task, attack):

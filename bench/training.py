@@ -24,7 +24,7 @@ from fpcore.cases import case_study, hyper
 from fpcore.train import accuracy
 from fpcore.triggers import poison
 
-from machine import median, timed, timed_cpu
+from .machine import median, timed, timed_cpu
 
 WORKERS = 2
 
@@ -59,14 +59,12 @@ def tutorial_fit(model, task, attack, rate: float, *, epochs: int, batch_size: i
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, epochs * len(loader)))
     model.train()
     for _ in range(epochs):
-        total, count = 0.0, 0
         for x, y in loader:
             loss = F.cross_entropy(model(x), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
-            total, count = total + loss.item() * len(y), count + len(y)
     return model.eval()
 
 

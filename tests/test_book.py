@@ -1,8 +1,9 @@
 """The book: paired notebooks, chapter conventions, and the built HTML in a real browser.
 
-The HTML is built once per session by tools/build_book.py (or reused when a build
-newer than every input exists), then served from 127.0.0.1 and opened in headless
-Chromium through Playwright.
+The source checks need no build (they run with the unit tests). The tests marked
+`book` need the HTML: it is built once per session by tools/build_book.py (or reused
+when a build newer than every input exists), then served from 127.0.0.1 and opened
+in headless Chromium through Playwright.
 """
 from __future__ import annotations
 
@@ -18,21 +19,34 @@ import threading
 from pathlib import Path
 from urllib.parse import urlparse
 
+import jupytext
 import pytest
+import yaml
 
+from tools import build_book as book
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
-import booklib  # noqa: E402
+ROOT = book.ROOT
 
-pytestmark = pytest.mark.book
-
-CHAPTERS = booklib.existing_chapters()
-PAGES = [booklib.toc_root()] + CHAPTERS
+CHAPTERS = book.existing_chapters()
+PAGES = [book.toc()["root"]] + CHAPTERS
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-SCREENSHOTS = booklib.BUILD / "screenshots"
+SCREENSHOTS = book.BUILD / "screenshots"
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
+
+
+def repository() -> tuple[str, str]:
+    """(url, branch) of the book's GitHub repository, from _config.yml."""
+    repo = CONFIG["repository"]
+    return repo["url"].rstrip("/"), repo.get("branch", "main")
+
+
+def colab_prefix() -> str:
+    """Every Colab link of the book starts with this, then the .ipynb's path."""
+    url, branch = repository()
+    colab = CONFIG["launch_buttons"]["colab_url"].rstrip("/")
+    return f"{colab}/github/{url.split('github.com/', 1)[1]}/blob/{branch}/"
 
 
 def _ids(entries):
@@ -44,21 +58,21 @@ def _ids(entries):
 # ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("entry", CHAPTERS, ids=_ids(CHAPTERS))
-def test_ipynb_is_fresh_regeneration_of_md(entry):
-    problems = booklib.sync_problems(ROOT / f"{entry}.md")
-    assert not problems, (f"{entry}.ipynb: {'; '.join(problems)}. Regenerate it with "
-                          f"`python tools/build_book.py --sync --only {booklib.chapter_number(entry)}`")
+def test_ipynb_matches_md(entry):
+    problems = book.sync_problems(ROOT / f"{entry}.md")
+    assert not problems, (f"{entry}.ipynb: {'; '.join(problems)}. Update it with "
+                          f"`jupytext --sync {entry}.md`")
 
 
 @pytest.mark.parametrize("entry", CHAPTERS, ids=_ids(CHAPTERS))
 def test_chapter_follows_conventions(entry):
     """The conventions of chapters/_template.md that a machine can check."""
-    nb = booklib.notebook_from_md(ROOT / f"{entry}.md")
+    nb = jupytext.read(ROOT / f"{entry}.md")
     assert nb.metadata.get("kernelspec", {}).get("name") == "python3"
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert code, "a chapter has code cells"
     first = code[0]
-    repo_url, _ = booklib.repository()
+    repo_url, _ = repository()
     assert "remove-cell" in first.metadata.get("tags", []), "the first code cell (Colab install) is tagged remove-cell"
     assert '"google.colab" in sys.modules' in first.source, "the Colab cell installs only inside Colab"
     assert f'"git+{repo_url}"' in first.source, (
@@ -82,7 +96,7 @@ def test_chapter_follows_conventions(entry):
 
 def test_repository_url_agrees_with_config():
     """_config.yml names the repository; every other mention must agree with it."""
-    repo_url, branch = booklib.repository()
+    repo_url, branch = repository()
     name = repo_url.rsplit("/", 1)[1]
     files = [ROOT / "README.md", ROOT / "index.md", *(ROOT / f"{e}.md" for e in CHAPTERS)]
     for path in files:
@@ -92,17 +106,46 @@ def test_repository_url_agrees_with_config():
         for url in re.findall(rf"https://github\.com/[\w.-]+/{re.escape(name)}\b", text):
             assert url == repo_url, f"{path.relative_to(ROOT)}: {url} is not {repo_url} (_config.yml)"
         for colab in re.findall(r"https://colab\.research\.google\.com/github/\S+?\.ipynb", text):
-            assert colab.startswith(booklib.colab_prefix()), f"{path.relative_to(ROOT)}: {colab}"
+            assert colab.startswith(colab_prefix()), f"{path.relative_to(ROOT)}: {colab}"
 
 
 def test_template_is_not_in_the_book_or_the_tests():
-    template = booklib.CHAPTERS / "_template.md"
+    template = book.CHAPTERS / "_template.md"
     assert template.exists(), "chapters/_template.md is the chapter authors' starting point"
-    assert not any(Path(e).name.startswith("_") for e in booklib.toc_chapters())
-    listed = subprocess.run([sys.executable, str(ROOT / "tools" / "build_book.py"), "--list-notebooks"],
+    assert not any(Path(e).name.startswith("_") for e in book.toc_chapters())
+    listed = subprocess.run([sys.executable, "-m", "tools.build_book", "--list-notebooks"], cwd=ROOT,
                             capture_output=True, text=True, check=True).stdout.split()
-    assert listed == [f"{e}.ipynb" for e in CHAPTERS]
+    assert listed == [f"_build/stage/{e}.ipynb" for e in CHAPTERS]
     assert not any("_template" in p for p in listed)
+
+
+def test_nbval_sanitizers_mask_only_run_to_run_noise():
+    """make test-notebooks masks durations, progress bars, addresses and temporary paths
+    (tests/nbval_sanitize.cfg), and nothing a chapter computes."""
+    from nbval.plugin import get_sanitize_patterns
+
+    patterns = get_sanitize_patterns((ROOT / "tests" / "nbval_sanitize.cfg").read_text(encoding="utf-8"))
+
+    def masked(text):
+        for regex, replace in patterns:
+            text = re.sub(regex, replace, text)
+        return text
+
+    two_runs = [
+        ("speech: one epoch   5.1 s x 20 epochs = about 102 s", "speech: one epoch  12.6 s x 20 epochs = about 252 s"),
+        ("fine-tuning took 0.8 ms", "fine-tuning took 14 ms"),
+        ("<fpcore.models.SignNet object at 0x7f3a5c2b1d90>", "<fpcore.models.SignNet object at 0x7f00dead0042>"),
+        ("train signs: 100%|##########| 20/20 [00:12<00:00,  1.62it/s]",
+         "train signs: 100%|##########| 20/20 [01:03<00:00,  3.20s/it]"),
+        ("GTSRB: 100%|##| 780/780 [00:00<00:00, 5.43MB/s]", "GTSRB: 100%|##| 780/780 [00:02<00:00, 313kB/s]"),
+        ("saved to /tmp/tmpk2j4_x9a/model.safetensors", "saved to /tmp/tmp81zq0w1e/model.safetensors"),
+        ("started 09:14:03", "started 17:02:59"),
+    ]
+    for first, second in two_runs:
+        assert masked(first) == masked(second), (first, masked(first), masked(second))
+    for computed in ("ASR 97.3 %, clean accuracy 0.912", "k = 36 of 60 channels", "12 signs, 3 speakers",
+                     "| faces | 77.2 / 99.8 | 68.3 / 99.8 |", "lr 0.001, 20 epochs", "SEED = 0"):
+        assert masked(computed) == computed, computed
 
 
 # ---------------------------------------------------------------------------
@@ -110,16 +153,16 @@ def test_template_is_not_in_the_book_or_the_tests():
 # ---------------------------------------------------------------------------
 
 def _newest_input() -> float:
-    paths = [ROOT / "_config.yml", ROOT / "_toc.yml", *ROOT.glob(f"{booklib.toc_root()}.*"),
-             *(ROOT / "_static").rglob("*"), *(ROOT / "tools").glob("*.py"), *booklib.fpcore_sources()]
+    paths = [ROOT / "_config.yml", ROOT / "_toc.yml", *ROOT.glob(f"{PAGES[0]}.*"),
+             *(ROOT / "_static").rglob("*"), *(ROOT / "tools").glob("*.py"), *book.fpcore_sources()]
     for e in CHAPTERS:
         paths += [ROOT / f"{e}.md", ROOT / f"{e}.ipynb"]
     return max(p.stat().st_mtime for p in paths if p.is_file())
 
 
 def _build_is_fresh() -> bool:
-    stamp = booklib.STAMP
-    if os.environ.get("FP_BOOK_REBUILD") or not stamp.exists() or not booklib.HTML.is_dir():
+    stamp = book.STAMP
+    if os.environ.get("FP_BOOK_REBUILD") or not stamp.exists() or not book.HTML.is_dir():
         return False
     try:
         built = json.loads(stamp.read_text())["chapters"]
@@ -131,12 +174,12 @@ def _build_is_fresh() -> bool:
 @pytest.fixture(scope="session")
 def book_html() -> Path:
     if not _build_is_fresh():
-        cmd = [sys.executable, str(ROOT / "tools" / "build_book.py"), "--reuse"]
+        cmd = [sys.executable, "-m", "tools.build_book", "--reuse"]
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
         if proc.returncode != 0:
             tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-60:])
-            pytest.fail(f"`python tools/build_book.py --reuse` failed (exit {proc.returncode}):\n{tail}")
-    return booklib.HTML
+            pytest.fail(f"`python -m tools.build_book --reuse` failed (exit {proc.returncode}):\n{tail}")
+    return book.HTML
 
 
 @pytest.fixture(scope="session")
@@ -176,9 +219,9 @@ def browser(skip_or_fail):
 class Visit:
     """One page opened in a fresh browser context, with everything that went wrong."""
 
-    def __init__(self, browser, server, path, color_scheme="light"):
+    def __init__(self, browser, server, path, color_scheme="light", width=1280):
         self.console_errors, self.page_errors, self.failed, self.external = [], [], [], []
-        self.context = browser.new_context(viewport={"width": 1280, "height": 900}, color_scheme=color_scheme)
+        self.context = browser.new_context(viewport={"width": width, "height": 900}, color_scheme=color_scheme)
         self.page = self.context.new_page()
         self.page.route("**/*", self._route)
         self.page.on("console", lambda m: m.type == "error" and self.console_errors.append(
@@ -215,7 +258,7 @@ def visit(browser, server):
 
 def _expected_figures(entry: str) -> int:
     """Image outputs of the executed notebook that the HTML should show."""
-    nb = json.loads((booklib.STAGE / f"{entry}.ipynb").read_text(encoding="utf-8"))
+    nb = json.loads((book.STAGE / f"{entry}.ipynb").read_text(encoding="utf-8"))
     n = 0
     for cell in nb["cells"]:
         tags = set(cell.get("metadata", {}).get("tags", []))
@@ -226,6 +269,7 @@ def _expected_figures(entry: str) -> int:
     return n
 
 
+@pytest.mark.book
 @pytest.mark.parametrize("entry", PAGES, ids=_ids(PAGES))
 def test_page_in_browser(entry, visit, book_html):
     v = visit(f"{entry}.html")
@@ -269,7 +313,7 @@ def test_page_in_browser(entry, visit, book_html):
         page.wait_for_selector("mjx-container", timeout=15_000)
 
     # Colab links point to notebooks in this repository
-    prefix = booklib.colab_prefix()
+    prefix = colab_prefix()
     hrefs = page.locator("a[href*='colab.research.google.com']").evaluate_all("els => els.map(a => a.href)")
     if entry in CHAPTERS:
         assert hrefs, "a chapter has a Colab launch button"
@@ -281,10 +325,49 @@ def test_page_in_browser(entry, visit, book_html):
             assert rel == f"{entry}.ipynb"
 
 
+# Every code block and output of a page, with hidden inputs and folded solutions opened
+# (a reader can open them): those whose text is wider than their box, so that the reader
+# has to scroll sideways. `fit` estimates how many characters the box shows.
+# The theme's column shows 85 characters of code at 1366 px (the commonest laptop
+# screen) and up to 89 from 1440 px; only 77 at 1280 px and 69 at 1200 px.
+CODE_WIDTH = 1366
+WIDE_BLOCKS = """() => {
+  document.querySelectorAll('article details').forEach(d => { d.open = true; });
+  document.querySelectorAll('article .toggle-hidden').forEach(e => e.classList.remove('toggle-hidden'));
+  return Array.from(document.querySelectorAll('article div.highlight pre, article .cell_input pre'))
+    .filter(p => p.scrollWidth > p.clientWidth + 1)
+    .map(p => {
+      const cs = getComputedStyle(p);
+      const pad = parseFloat(cs.paddingLeft) + parseFloat(cs.paddingRight);
+      const lines = p.textContent.replace(/\\n$/, '').split('\\n');
+      const longest = Math.max(...lines.map(l => l.length));
+      return {kind: p.closest('.cell_output') ? 'output' : p.closest('.cell_input') ? 'code cell' : 'code block',
+              scroll: p.scrollWidth, client: p.clientWidth, lines: lines,
+              fit: Math.floor(longest * (p.clientWidth - pad) / (p.scrollWidth - pad))};
+    });
+}"""
+
+
+@pytest.mark.book
+@pytest.mark.parametrize("entry", PAGES, ids=_ids(PAGES))
+def test_code_does_not_scroll_sideways_in_browser(entry, visit, book_html):
+    """No code block or output is wider than the page's column (chapters wrap code at 80 characters)."""
+    wide = visit(f"{entry}.html", width=CODE_WIDTH).page.evaluate(WIDE_BLOCKS)
+    report = []
+    for block in wide:
+        long_lines = [(n, line) for n, line in enumerate(block["lines"], 1) if len(line) > block["fit"]]
+        report.append(f"{block['kind']} {block['scroll']}px wide in {block['client']}px "
+                      f"(about {block['fit']} characters fit):")
+        report += [f"    line {n} ({len(line)} characters): {line.strip()[:70]}" for n, line in long_lines]
+    assert not wide, f"{entry}.html: {len(wide)} block(s) scroll sideways:\n" + "\n".join(report)
+
+
+@pytest.mark.book
 def test_template_is_not_built(book_html):
     assert not list(book_html.rglob("_template*")), "chapters/_template.md must not be built"
 
 
+@pytest.mark.book
 def test_search_finds_backdoor(visit):
     v = visit("search.html?q=backdoor")
     v.page.wait_for_selector("#search-results li", timeout=20_000)
@@ -294,6 +377,7 @@ def test_search_finds_backdoor(visit):
     assert not v.page_errors and not v.console_errors and not v.external
 
 
+@pytest.mark.book
 def test_screenshots_and_dark_theme(visit):
     """A screenshot of one chapter, light and dark, for people to look at; in the dark
     theme figures keep their white background."""

@@ -6,7 +6,6 @@ the public sources' folder layouts and file formats, with a handful of files eac
 from __future__ import annotations
 
 import hashlib
-import os
 import io
 import socket
 import tarfile
@@ -22,11 +21,6 @@ from PIL import Image
 
 from fpcore import download
 from fpcore.download import DataMissingError, Source
-
-# The offline copy: $FPCORE_DATA, else ../shared/data beside the checkout.
-OFFLINE_ROOT = Path(os.environ.get("FPCORE_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
-OFFLINE_NPZ = OFFLINE_ROOT.expanduser() / "gtsrb32" / "gtsrb32_subset.npz"
-
 
 # ---------------------------------------------------------------- local server
 
@@ -121,10 +115,44 @@ def fsdd_zip(bad: dict[str, bytes] | None = None) -> bytes:
     return zip_bytes(members)
 
 
-def ppm(color, size) -> bytes:
+def ppm(image: Image.Image) -> bytes:
     buf = io.BytesIO()
-    Image.new("RGB", size, color).save(buf, "PPM")
+    image.save(buf, "PPM")
     return buf.getvalue()
+
+
+def solid(color, size) -> Image.Image:
+    return Image.new("RGB", size, color)
+
+
+CSV_HEADER = "Filename;Width;Height;Roi.X1;Roi.Y1;Roi.X2;Roi.Y2;ClassId\r\n"
+
+
+def gtsrb_zips(train_rows, test_rows) -> tuple[bytes, bytes, bytes]:
+    """GTSRB's three archives, from rows (class, track, frame, image, box) of the training
+    set and rows (class, image, box) of the test set; a box is Roi.X1, Roi.Y1, Roi.X2,
+    Roi.Y2 in the image's pixels. GTSRB_Final_Training_Images.zip holds
+    GTSRB/Final_Training/Images/000CC/GT-000CC.csv and the .ppm files of class CC;
+    GTSRB_Final_Test_Images.zip the test images and a CSV without ClassId;
+    GTSRB_Final_Test_GT.zip the test labels (GT-final_test.csv)."""
+    train, listings = {"GTSRB/Readme-Images.txt": b"readme"}, {}
+    for cls, track, frame, image, box in train_rows:
+        name = f"{track:05d}_{frame:05d}.ppm"
+        train[f"GTSRB/Final_Training/Images/{cls:05d}/{name}"] = ppm(image)
+        listings.setdefault(cls, [CSV_HEADER]).append(
+            f"{name};{image.width};{image.height};{';'.join(map(str, box))};{cls}\r\n")
+    for cls, lines in listings.items():
+        train[f"GTSRB/Final_Training/Images/{cls:05d}/GT-{cls:05d}.csv"] = "".join(lines).encode()
+    images = {"GTSRB/Readme-Images-Final-test.txt": b"readme"}
+    truth, listing = [CSV_HEADER], [CSV_HEADER.replace(";ClassId", "")]
+    for i, (cls, image, box) in enumerate(test_rows):
+        name = f"{i:05d}.ppm"
+        images["GTSRB/Final_Test/Images/" + name] = ppm(image)
+        row = f"{name};{image.width};{image.height};{';'.join(map(str, box))}"
+        truth.append(f"{row};{cls}\r\n")
+        listing.append(row + "\r\n")
+    images["GTSRB/Final_Test/Images/GT-final_test.test.csv"] = "".join(listing).encode()
+    return zip_bytes(train), zip_bytes(images), zip_bytes({"GT-final_test.csv": "".join(truth).encode()})
 
 
 def train_color(cls, track, frame):
@@ -134,43 +162,20 @@ def train_color(cls, track, frame):
 # (class, track, number of frames); odd sizes per track
 TRAIN_TRACKS = [(0, 0, 12), (0, 1, 7), (2, 0, 30)]
 TRAIN_SIZES = {(0, 0): (53, 54), (0, 1): (31, 29), (2, 0): (100, 77)}
-CSV_HEADER = "Filename;Width;Height;Roi.X1;Roi.Y1;Roi.X2;Roi.Y2;ClassId\r\n"
-
-
-def gtsrb_train_zip() -> bytes:
-    """GTSRB_Final_Training_Images.zip: GTSRB/Final_Training/Images/000CC/GT-000CC.csv + ppm."""
-    members = {"GTSRB/Readme-Images.txt": b"readme"}
-    for cls in sorted({c for c, _, _ in TRAIN_TRACKS}):
-        folder = f"GTSRB/Final_Training/Images/{cls:05d}/"
-        lines = [CSV_HEADER]
-        for c, track, frames in TRAIN_TRACKS:
-            if c != cls:
-                continue
-            w, h = TRAIN_SIZES[c, track]
-            for frame in range(frames):
-                name = f"{track:05d}_{frame:05d}.ppm"
-                members[folder + name] = ppm(train_color(c, track, frame), (w, h))
-                lines.append(f"{name};{w};{h};5;6;{w - 6};{h - 5};{c}\r\n")
-        members[folder + f"GT-{cls:05d}.csv"] = "".join(lines).encode()
-    return zip_bytes(members)
-
-
 # (width, height, class) of the 7 test images 00000.ppm ... 00006.ppm
 TEST_ROWS = [(53, 54, 16), (40, 41, 1), (33, 30, 2), (61, 59, 33), (45, 45, 5), (30, 31, 9), (90, 80, 14)]
 
 
-def gtsrb_test_zips() -> tuple[bytes, bytes]:
-    """GTSRB_Final_Test_Images.zip (images, CSV without ClassId) and GTSRB_Final_Test_GT.zip."""
-    images = {"GTSRB/Readme-Images-Final-test.txt": b"readme"}
-    lines, test_lines = [CSV_HEADER], [CSV_HEADER.replace(";ClassId", "")]
-    for i, (w, h, cls) in enumerate(TEST_ROWS):
-        name = f"{i:05d}.ppm"
-        images["GTSRB/Final_Test/Images/" + name] = ppm((cls * 5, i * 20, 200), (w, h))
-        row = f"{name};{w};{h};6;5;{w - 5};{h - 5}"
-        lines.append(f"{row};{cls}\r\n")
-        test_lines.append(row + "\r\n")
-    images["GTSRB/Final_Test/Images/GT-final_test.test.csv"] = "".join(test_lines).encode()
-    return zip_bytes(images), zip_bytes({"GT-final_test.csv": "".join(lines).encode()})
+def lookalike_gtsrb() -> tuple[bytes, bytes, bytes]:
+    """A few solid-colour frames and test images of made-up sizes and boxes."""
+    train = []
+    for c, track, frames in TRAIN_TRACKS:
+        w, h = TRAIN_SIZES[c, track]
+        train += [(c, track, f, solid(train_color(c, track, f), (w, h)), (5, 6, w - 6, h - 5))
+                  for f in range(frames)]
+    test = [(cls, solid((cls * 5, i * 20, 200), (w, h)), (6, 5, w - 5, h - 5))
+            for i, (w, h, cls) in enumerate(TEST_ROWS)]
+    return gtsrb_zips(train, test)
 
 
 LFW_PEOPLE = {"Alice_Smith": 3, "Bob_Jones": 1, "Jean-Pierre_Raffarin": 4}
@@ -206,15 +211,17 @@ def fsdd(server, monkeypatch):
     return server
 
 
-@pytest.fixture
-def gtsrb(server, monkeypatch):
-    train = gtsrb_train_zip()
-    test, truth = gtsrb_test_zips()
+def serve_gtsrb(server, monkeypatch, train: bytes, test: bytes, truth: bytes):
     for key, name, body in [("gtsrb_train", "train.zip", train), ("gtsrb_test", "test.zip", test),
                             ("gtsrb_test_gt", "gt.zip", truth)]:
         url = server.add("/" + name, body)
         monkeypatch.setitem(download.SOURCES, key, Source(url, name, md5=md5(body)))
     return server
+
+
+@pytest.fixture
+def gtsrb(server, monkeypatch):
+    return serve_gtsrb(server, monkeypatch, *lookalike_gtsrb())
 
 
 @pytest.fixture
@@ -388,13 +395,56 @@ def test_gtsrb_layout(gtsrb, tmp_path):
     assert sorted(gtsrb.requests) == ["/gt.zip", "/test.zip", "/train.zip"]
 
 
-@pytest.mark.skipif(not OFFLINE_NPZ.is_file(), reason=f"no offline copy of gtsrb32 at {OFFLINE_NPZ}")
-def test_gtsrb_matches_offline_arrays(gtsrb, tmp_path):
-    ours, theirs = np.load(download.ensure_gtsrb(tmp_path)), np.load(OFFLINE_NPZ)
-    assert sorted(ours.files) == sorted(theirs.files)
-    for key in theirs.files:
-        assert ours[key].dtype == theirs[key].dtype, key
-        assert ours[key].shape[1:] == theirs[key].shape[1:], key
+# A sample of the offline copy: the first tracks of three classes, the first test images.
+SAMPLE_CLASSES, SAMPLE_TRACKS, SAMPLE_TEST = (0, 21, 42), 2, 12
+
+
+@pytest.fixture(scope="module")
+def offline_gtsrb(real_data) -> dict:
+    parts = ("gtsrb32", "gtsrb32_subset.npz")
+    with np.load(real_data(*parts).joinpath(*parts)) as d:
+        return {key: d[key] for key in d.files}
+
+
+def enlarged(x: np.ndarray, roi) -> tuple[Image.Image, tuple]:
+    """An offline 32x32 sign as a 64x64 download image, its box in that image's pixels
+    (doubling is exact in floating point, so scaling back must give the offline box)."""
+    return Image.fromarray(x).resize((64, 64), Image.NEAREST), tuple(2 * float(v) for v in roi)
+
+
+def test_gtsrb_download_matches_offline_copy(offline_gtsrb, server, monkeypatch, tmp_path):
+    """Archives laid out like GTSRB's around a sample of the offline copy, with the frames
+    and test images the offline copy left out: the download keeps the same rows (frames
+    0, 5, ..., 25 of each 30-frame track, every 3rd test image), in the same order, with
+    the same labels, tracks, frames, file names and boxes."""
+    d = offline_gtsrb
+    rows = np.flatnonzero(np.isin(d["y_train"], SAMPLE_CLASSES) & (d["track_train"] < SAMPLE_TRACKS))
+    kept = {(int(d["y_train"][i]), int(d["track_train"][i]), int(d["frame_train"][i])): i for i in rows}
+    train = []
+    for cls, track in sorted({key[:2] for key in kept}):
+        for frame in range(30):
+            i = kept.get((cls, track, frame))
+            image, box = (enlarged(d["x_train"][i], d["roi_train"][i]) if i is not None
+                          else (solid((90, 90, frame), (40, 44)), (4, 5, 36, 40)))
+            train.append((cls, track, frame, image, box))
+    test = []
+    for i in range(SAMPLE_TEST * download.GTSRB_TEST_STEP):
+        j, left_out = divmod(i, download.GTSRB_TEST_STEP)
+        test.append((int(d["y_test"][j]), *enlarged(d["x_test"][j], d["roi_test"][j])) if not left_out
+                    else ((int(d["y_test"][j]) + 1) % 43, solid((i, 0, 0), (41, 39)), (5, 4, 36, 35)))
+    # the training rows in reverse order: the download sorts by class, track and frame
+    serve_gtsrb(server, monkeypatch, *gtsrb_zips(train[::-1], test))
+
+    ours = np.load(download.ensure_gtsrb(tmp_path))
+    assert sorted(ours.files) == sorted(d)
+    want = {key: d[key][rows] for key in ("x_train", "y_train", "track_train", "frame_train", "roi_train")}
+    want.update({key: d[key][:SAMPLE_TEST] for key in ("x_test", "y_test", "test_file", "roi_test")})
+    for key, expected in want.items():
+        assert ours[key].dtype == expected.dtype and ours[key].shape == expected.shape, key
+        if key.startswith("x_"):  # PIL's bilinear resize blurs the enlarged sign a little
+            assert np.abs(ours[key].astype(int) - expected).mean() < 8, key
+        else:
+            np.testing.assert_array_equal(ours[key], expected, err_msg=key)
 
 
 def test_gtsrb_failure_leaves_no_layout(gtsrb, tmp_path):

@@ -1121,3 +1121,43 @@ def test_a_new_case_study_is_one_entry(tmp_path, monkeypatch):
     assert (fpcore.models.site_conv(aware).bias <= -1e19).sum() == 4, "decoy_fraction 0.5 of 8"
     with pytest.raises(TypeError, match="PrunableNet subclass"):
         fpcore.register(dataclasses.replace(fpcore.case_study("stripes"), model=torch.nn.Linear))
+
+
+# ============================================================== no dormant channel
+
+
+def test_no_dormant_channel():
+    """The degenerate case of chapter 05: every channel fires on clean inputs.
+
+    A full-profile run gave such a network. The dormant set is then empty; the
+    tools the chapter applies to it must give the empty answer (a share of 0,
+    a mask of 0 channels that changes nothing), never fail.
+    """
+    task = image_task(n_classes=5, n=(40, 40, 40), seed=3)
+    attack = default_attack("orl")
+    model = small_deepid(5, width=12, seed=3)
+    with torch.no_grad():
+        fpcore.models.site_conv(model).bias.fill_(5.0)   # far above w.x: always on
+    clean = channel_activity(model, task, "val")
+    triggered = channel_activity(model, task, "val", attack=attack)
+    dormant = clean < 0.01 * clean.max()                 # chapter 05's rule
+    assert clean.min() > 0 and not dormant.any()
+    assert triggered[dormant].numel() == 0               # nothing to take a max of
+    extra = (triggered - clean).clamp(min=0)
+    assert float(extra[dormant].sum()) == 0.0            # the dormant share is 0
+    order = prune_order(clean)
+    assert sorted(order.tolist()) == list(range(model.channels))
+    # masking the (empty) dormant set leaves the network as it was
+    same = prune(model, order, int(dormant.sum()))
+    assert bool(same.mask.all())
+    x = task.prepare(task.test.x)
+    with torch.no_grad():
+        assert torch.equal(same(x), model(x))
+    curve = prune_curve(model, task, attack)
+    ev = evaluate(model, task, attack, "test")
+    assert curve.acc["test"][0] == ev["acc"] and curve.asr[0] == ev["asr"]
+    # the defense still runs, and stops within its threshold
+    defended = fpcore.prune_defense(model, task)
+    v = defended.curve.acc["val"]
+    threshold = fpcore.case_study("orl").max_drop
+    assert (v[0] - v[: defended.k + 1]).max() * 100 <= threshold + 1e-6

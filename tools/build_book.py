@@ -1,10 +1,10 @@
 #!/usr/bin/env python
-"""Build the course book: check the paired notebooks, execute them, build the HTML.
+"""Build the course book: execute the chapters with papermill, then build the HTML.
 
 For every chapter that _toc.yml lists and whose chapters/NN_name.md exists:
 
-1. check that the committed chapters/NN_name.ipynb is the jupytext regeneration of
-   the .md (with --sync: regenerate it);
+1. check that the committed chapters/NN_name.ipynb has the cells of the .md
+   (with --sync: run `jupytext --sync` on it first; jupytext.toml pairs the two);
 2. execute the .ipynb with papermill (kernel python3, cwd chapters/, parameters
    PROFILE and SEED) into _build/stage/chapters/NN_name.ipynb; a failing cell
    fails the build;
@@ -17,7 +17,11 @@ Examples:
     python tools/build_book.py                     # the whole book, PROFILE=auto
     python tools/build_book.py --only 03 05        # execute chapters 03 and 05 only
     python tools/build_book.py --reuse             # skip chapters whose staged output is fresh
-    python tools/build_book.py --sync --only 03    # regenerate 03's .ipynb from its .md first
+    python tools/build_book.py --sync --only 03    # jupytext --sync chapter 03 first
+    python -m tools.build_book --no-html           # the same tool, run as a module
+
+tests/test_book.py and bench/book.py import this module (tools.build_book) for the
+paths and the table of contents.
 """
 from __future__ import annotations
 
@@ -26,18 +30,27 @@ import ast
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import booklib  # noqa: E402
-from booklib import BUILD, CHAPTERS, HTML, ROOT, STAGE, STAMP, TIMINGS  # noqa: E402
+import yaml
 
-ASSET_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp", ".bib", ".css", ".csv"}
+ROOT = Path(__file__).resolve().parents[1]
+CHAPTERS = ROOT / "chapters"
+BUILD = ROOT / "_build"
+STAGE = BUILD / "stage"
+HTML = BUILD / "html"
 FAILED = BUILD / "failed"
+TIMINGS = BUILD / "timings.json"
+STAMP = BUILD / "book-stamp.json"  # written after a successful build
+
+CHAPTER_RE = re.compile(r"^chapters/(\d\d)_[A-Za-z0-9_]+$")
+ASSET_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp", ".bib", ".css", ".csv"}
+WIDGET = "application/vnd.jupyter.widget-view+json"
 
 
 def parse_args(argv=None):
@@ -48,29 +61,106 @@ def parse_args(argv=None):
                    "other chapters keep their staged output from an earlier run")
     p.add_argument("--reuse", action="store_true", help="skip executing a chapter whose staged output is newer "
                    "than its .md/.ipynb and the fpcore sources and was run with the same parameters")
-    p.add_argument("--sync", action="store_true", help="regenerate each selected chapter's .ipynb from its .md")
+    p.add_argument("--sync", action="store_true", help="run `jupytext --sync` on each selected chapter first")
     p.add_argument("--cell-timeout", type=int, default=1800, help="seconds a single cell may run (default 1800)")
     p.add_argument("--no-html", action="store_true", help="execute only, do not run jupyter-book")
     p.add_argument("--list-notebooks", action="store_true",
-                   help="print the .ipynb of every TOC chapter whose .md exists, and exit")
+                   help="print the executed notebook (_build/stage/chapters/NN_name.ipynb) of every TOC "
+                        "chapter whose .md exists, for nbval (make test-notebooks), and exit")
     return p.parse_args(argv)
+
+
+# --------------------------------------------------------------------------
+# the table of contents
+# --------------------------------------------------------------------------
+
+def toc() -> dict:
+    return yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
+
+
+def toc_chapters() -> list[str]:
+    """Every chapter the TOC lists, in order, as 'chapters/NN_name' (no suffix)."""
+    entries = [c["file"] for c in toc().get("chapters", [])]
+    for e in entries:
+        if not CHAPTER_RE.match(e):
+            raise ValueError(f"_toc.yml: chapter entry {e!r} is not 'chapters/NN_name'")
+    return entries
+
+
+def existing_chapters() -> list[str]:
+    """TOC chapters whose MyST-Markdown source exists (never chapters/_template.md)."""
+    return [c for c in toc_chapters() if (ROOT / f"{c}.md").exists()]
+
+
+def chapter_number(entry: str) -> str:
+    return Path(entry).name[:2]
+
+
+def staged(entry: str) -> Path:
+    return STAGE / f"{entry}.ipynb"
+
+
+def fpcore_sources() -> list[Path]:
+    return sorted((ROOT / "fpcore").rglob("*.py"))
+
+
+# --------------------------------------------------------------------------
+# pairing: jupytext.toml pairs .md and .ipynb; `jupytext --sync` updates them
+# --------------------------------------------------------------------------
+
+def cell_signature(nb) -> list[tuple]:
+    """Each cell's type, source and tags: what a .ipynb must share with its .md
+    (cell ids and metadata that Jupyter or jupytext vary are ignored)."""
+    sig = []
+    for cell in nb["cells"]:
+        src = cell["source"]
+        if isinstance(src, list):
+            src = "".join(src)
+        sig.append((cell["cell_type"], src, tuple(cell.get("metadata", {}).get("tags", []))))
+    return sig
+
+
+def sync_problems(md_path: Path) -> list[str]:
+    """Why the committed .ipynb next to md_path is not the .md's notebook without
+    outputs (empty when it is). jupytext has no such check, so the build and
+    tests/test_book.py share this one."""
+    import jupytext
+
+    ipynb = md_path.with_suffix(".ipynb")
+    if not ipynb.exists():
+        return [f"{ipynb.relative_to(ROOT)} is missing"]
+    committed = json.loads(ipynb.read_text(encoding="utf-8"))
+    problems = []
+    fresh, have = cell_signature(jupytext.read(md_path)), cell_signature(committed)
+    if fresh != have:
+        first = next((i for i, (a, b) in enumerate(zip(fresh, have)) if a != b), None)
+        problems.append(f"cell {first} differs from the .md (first difference)" if first is not None
+                        else f"{len(have)} cells in the .ipynb, {len(fresh)} from the .md")
+    if any(c["cell_type"] == "code" and (c.get("outputs") or c.get("execution_count"))
+           for c in committed["cells"]):
+        problems.append("a code cell has outputs or an execution count")
+    kernel = committed.get("metadata", {}).get("kernelspec", {}).get("name")
+    if kernel != "python3":
+        problems.append(f"kernelspec is {kernel!r}, not 'python3'")
+    return problems
+
+
+def jupytext_sync(md_path: Path) -> None:
+    subprocess.run([sys.executable, "-m", "jupytext", "--sync", "--quiet", str(md_path)], cwd=ROOT, check=True)
 
 
 # --------------------------------------------------------------------------
 # execution
 # --------------------------------------------------------------------------
 
-def staged(entry: str) -> Path:
-    return STAGE / f"{entry}.ipynb"
-
-
 def is_fresh(entry: str, params: dict) -> bool:
+    """--reuse: myst-nb's execution cache cannot pass papermill parameters, so
+    freshness (inputs older than the output, same parameters) is checked here."""
     out = staged(entry)
     if not out.exists():
         return False
-    inputs = [ROOT / f"{entry}.md", ROOT / f"{entry}.ipynb", *booklib.fpcore_sources()]
-    newest = max(p.stat().st_mtime for p in inputs if p.exists())
-    if out.stat().st_mtime <= newest:
+    inputs = [ROOT / f"{entry}.md", ROOT / f"{entry}.ipynb", *fpcore_sources()]
+    if out.stat().st_mtime <= max(p.stat().st_mtime for p in inputs if p.exists()):
         return False
     try:
         meta = json.loads(out.read_text(encoding="utf-8"))["metadata"]["papermill"]["parameters"]
@@ -79,25 +169,35 @@ def is_fresh(entry: str, params: dict) -> bool:
     return meta == params
 
 
-def hide_injected_parameters(path: Path, params: dict) -> None:
-    """Papermill adds an 'injected-parameters' cell. Remove it from the HTML when
-    it only repeats the defaults of the 'parameters' cell; keep it visible otherwise
-    so the page says which profile it was run with."""
-    nb = json.loads(path.read_text(encoding="utf-8"))
+def parameter_defaults(nb: dict) -> dict:
+    """The literal assignments of the cell tagged 'parameters'."""
     defaults = {}
     for cell in nb["cells"]:
         if "parameters" in cell.get("metadata", {}).get("tags", []):
-            src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
-            for node in ast.parse(src).body:
+            for node in ast.parse("".join(cell["source"])).body:
                 if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
                     try:
                         defaults[node.targets[0].id] = ast.literal_eval(node.value)
                     except ValueError:
                         pass
+    return defaults
+
+
+def clean_executed(path: Path, params: dict) -> None:
+    """Two fixes to papermill's output that no Jupyter Book or myst-nb setting makes:
+    - papermill adds an 'injected-parameters' cell: hide it (remove-cell) when it only
+      repeats the defaults, keep it visible otherwise so the page says how it was run;
+    - drop widget outputs: tqdm.auto's progress bars, shown only when a model was
+      trained (a cache miss); papermill saves no widget state, so they cannot render,
+      and nbval's re-execution (warm cache) would not show them."""
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    defaults = parameter_defaults(nb)
     for cell in nb["cells"]:
         tags = cell.setdefault("metadata", {}).setdefault("tags", [])
         if "injected-parameters" in tags and all(defaults.get(k) == v for k, v in params.items()):
             tags.append("remove-cell")
+        if cell["cell_type"] == "code":
+            cell["outputs"] = [o for o in cell["outputs"] if WIDGET not in o.get("data", {})]
     path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
@@ -122,7 +222,7 @@ def execute(entry: str, params: dict, timeout: int) -> float:
             out.unlink()  # never build the book from an older, passing output
         raise
     seconds = time.perf_counter() - t0
-    hide_injected_parameters(tmp, params)
+    clean_executed(tmp, params)
     os.replace(tmp, out)
     (FAILED / out.name).unlink(missing_ok=True)
     return seconds
@@ -133,21 +233,21 @@ def execute(entry: str, params: dict, timeout: int) -> float:
 # --------------------------------------------------------------------------
 
 def stage_book(chapters: list[str]) -> None:
+    """Jupyter Book builds a folder: the executed notebooks (not the .md sources next
+    to them), the configuration, a TOC of the executed chapters, and the assets."""
     STAGE.mkdir(parents=True, exist_ok=True)
     shutil.copy2(ROOT / "_config.yml", STAGE / "_config.yml")
-    toc = booklib.toc()
-    toc["chapters"] = [c for c in toc.get("chapters", []) if c["file"] in chapters]
-    if not toc["chapters"]:
-        del toc["chapters"]
-    import yaml
-
+    contents = toc()
+    contents["chapters"] = [c for c in contents.get("chapters", []) if c["file"] in chapters]
+    if not contents["chapters"]:
+        del contents["chapters"]
     (STAGE / "_toc.yml").write_text(
         "# Generated by tools/build_book.py from ../../_toc.yml: only the chapters that were executed.\n"
-        + yaml.safe_dump(toc, sort_keys=False), encoding="utf-8")
-    root = booklib.toc_root()
+        + yaml.safe_dump(contents, sort_keys=False), encoding="utf-8")
     for suffix in (".md", ".ipynb"):
-        if (ROOT / f"{root}{suffix}").exists():
-            shutil.copy2(ROOT / f"{root}{suffix}", STAGE / f"{root}{suffix}")
+        landing = ROOT / f"{contents['root']}{suffix}"
+        if landing.exists():
+            shutil.copy2(landing, STAGE / landing.name)
     (STAGE / "tools").mkdir(exist_ok=True)
     shutil.copy2(ROOT / "tools" / "book_fixes.py", STAGE / "tools" / "book_fixes.py")
     for folder in ("_static", "images"):
@@ -184,44 +284,43 @@ def print_table(rows: list[tuple[str, str, str]]) -> None:
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.getLogger("papermill").setLevel(logging.WARNING)
-    chapters = booklib.existing_chapters()
+    chapters = existing_chapters()
     if args.list_notebooks:
         for c in chapters:
-            print(f"{c}.ipynb")
+            print(staged(c).relative_to(ROOT))
         return 0
 
     if STAMP.exists():
         STAMP.unlink()  # written again only when this run builds the HTML
-    missing = booklib.missing_chapters()
-    print(f"Book: {len(chapters)} of {len(booklib.toc_chapters())} chapters in _toc.yml have a source.")
-    for m in missing:
-        print(f"  missing (left out of the book): {m}.md")
+    listed = toc_chapters()
+    print(f"Book: {len(chapters)} of {len(listed)} chapters in _toc.yml have a source.")
+    for m in listed:
+        if m not in chapters:
+            print(f"  missing (left out of the book): {m}.md")
 
     selected = chapters
     if args.only:
         wanted = {n.zfill(2) for n in args.only}
-        unknown = wanted - {booklib.chapter_number(c) for c in chapters}
+        unknown = wanted - {chapter_number(c) for c in chapters}
         if unknown:
             print(f"error: --only {' '.join(sorted(unknown))}: no such chapter with a .md in _toc.yml", file=sys.stderr)
             return 2
-        selected = [c for c in chapters if booklib.chapter_number(c) in wanted]
+        selected = [c for c in chapters if chapter_number(c) in wanted]
 
     # 1. paired notebooks
     out_of_sync = []
     for c in selected:
         md = ROOT / f"{c}.md"
         if args.sync:
-            booklib.write_paired_ipynb(md)
-            print(f"  synced {c}.ipynb from {c}.md")
-        else:
-            problems = booklib.sync_problems(md)
-            if problems:
-                out_of_sync.append(c)
-                print(f"error: {c}.ipynb is not the jupytext regeneration of {c}.md: {'; '.join(problems)}",
-                      file=sys.stderr)
+            jupytext_sync(md)
+        problems = sync_problems(md)
+        if problems:
+            out_of_sync.append(c)
+            print(f"error: {c}.ipynb does not match {c}.md: {'; '.join(problems)}", file=sys.stderr)
     if out_of_sync:
-        nums = " ".join(booklib.chapter_number(c) for c in out_of_sync)
-        print(f"Regenerate with:  python tools/build_book.py --sync --only {nums}", file=sys.stderr)
+        nums = " ".join(chapter_number(c) for c in out_of_sync)
+        print(f"Update with:  python tools/build_book.py --sync --only {nums}  (= jupytext --sync)",
+              file=sys.stderr)
         return 2
 
     # 2. execution
@@ -235,16 +334,14 @@ def main(argv=None) -> int:
     rows, failed = [], []
     for c in chapters:
         name = Path(c).name
+        prev = timings.get(name, {}).get("seconds")
+        prev = f"{prev:.1f}" if prev is not None else "-"
         if c not in selected:
-            if staged(c).exists():
-                prev = timings.get(name, {}).get("seconds")
-                rows.append((name, f"{prev:.1f}" if prev is not None else "-", "not selected (earlier output)"))
-            else:
-                rows.append((name, "-", "not selected, never executed: left out"))
+            rows.append((name, prev, "not selected (earlier output)") if staged(c).exists()
+                        else (name, "-", "not selected, never executed: left out"))
             continue
         if args.reuse and is_fresh(c, params):
-            prev = timings.get(name, {}).get("seconds")
-            rows.append((name, f"{prev:.1f}" if prev is not None else "-", "reused"))
+            rows.append((name, prev, "reused"))
             continue
         print(f"  executing {c}.ipynb (PROFILE={args.profile!r}, SEED={args.seed}) ...", flush=True)
         try:
@@ -262,7 +359,8 @@ def main(argv=None) -> int:
         rows.append((name, f"{secs:.1f}", "executed"))
         print(f"    {secs:.1f} s", flush=True)
 
-    total = sum(t["seconds"] for n, t in timings.items() if any(Path(c).name == n for c in chapters))
+    names = {Path(c).name for c in chapters}
+    total = sum(t["seconds"] for n, t in timings.items() if n in names)
     BUILD.mkdir(parents=True, exist_ok=True)
     TIMINGS.write_text(json.dumps({"chapters": timings, "total_seconds": round(total, 2)}, indent=2) + "\n")
     print_table(rows + [("total", f"{total:.1f}", f"{len(timings)} chapters, see {TIMINGS.relative_to(ROOT)}")])

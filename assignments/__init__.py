@@ -1,0 +1,1 @@
+"""The course's autograded assignments (otter-grader): `python -m assignments.build`."""
