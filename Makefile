@@ -72,3 +72,13 @@ BENCH_ARGS ?=
 .PHONY: bench
 bench: install
 	$(PYTHON) -m bench.run $(BENCH_ARGS)
+
+# The autograded assignments (assignments/README.md): student notebooks and
+# instructors' autograder.zip packages in _build/assignments/.
+.PHONY: assignments test-assignments
+assignments: install
+	$(PYTHON) -m assignments.build
+
+# Their tests alone (the grading tests are marked realdata, so test-realdata runs them too).
+test-assignments: install
+	$(PYTEST) tests/test_assignments.py

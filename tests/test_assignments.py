@@ -5,8 +5,9 @@ solution and no hidden test; the committed student copies (what Colab opens, and
 where its first cell downloads the tests from) match a fresh build; that first cell
 fetches exactly the committed tests from the repository named in _config.yml.
 
-Slow checks (marked `realdata`, run by make test-realdata): each assignment is graded twice with its
-instructors' package, autograder.zip, as `otter run` grades a submission: the
+Slow checks (marked `realdata`: make test-realdata): each assignment is graded
+twice with its instructors' package, autograder.zip, as `otter run` grades a
+submission: the
 solution notebook must get every point, hidden tests included, and the blank
 student notebook, as generated, must fail every test. They use the small ORL
 face set (a local copy: FPCORE_DATA) and fpcore's model cache. Alone:
@@ -26,18 +27,22 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from assignments import build as assign
+
 ROOT = Path(__file__).resolve().parents[1]
-
-otter = pytest.importorskip("otter", reason="otter-grader is not installed "
-                            '(pip install "otter-grader>=7,<8")')
-from assignments import build as assign  # noqa: E402  (needs otter's dependencies)
-
+# otter-grader's own deprecation warnings (its widgets' traitlets, its pandas calls)
+pytestmark = [pytest.mark.filterwarnings("ignore:Traits should be given as instances"),
+              pytest.mark.filterwarnings("ignore:The inplace keyword")]
 NAMES = assign.names()
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
+def built(tmp_path_factory, skip_or_fail):
     """Every assignment built into a temporary folder: name -> its folder."""
+    try:
+        import otter  # noqa: F401
+    except ImportError:
+        skip_or_fail('otter-grader is not installed: pip install "otter-grader>=7,<8"')
     out = tmp_path_factory.mktemp("assignments")
     return {name: assign.build(name, out) for name in NAMES}
 
@@ -145,7 +150,6 @@ def grade(notebook: Path, autograder: Path, data: Path, monkeypatch):
 
 
 @pytest.mark.realdata
-@pytest.mark.filterwarnings("ignore:The inplace keyword")   # otter's pandas calls
 @pytest.mark.parametrize("name", NAMES)
 def test_solution_passes_every_check(built, name, real_data, monkeypatch):
     d = built[name]
@@ -158,7 +162,6 @@ def test_solution_passes_every_check(built, name, real_data, monkeypatch):
 
 
 @pytest.mark.realdata
-@pytest.mark.filterwarnings("ignore:The inplace keyword")   # otter's pandas calls
 @pytest.mark.parametrize("name", NAMES)
 def test_blank_student_version_fails_every_check(built, name, real_data, monkeypatch):
     d = built[name]

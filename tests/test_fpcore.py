@@ -35,8 +35,6 @@ from fpcore.train import attack_success, evaluate, fit, seed_everything
 from fpcore.triggers import (STOP, SPEED_LIMIT_30, Attack, all_to_one, poison,
                              sticker, sunglasses, sunglasses_mask, tone)
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
 
 # ============================================================== helpers and fixtures
 
@@ -48,24 +46,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-def real_root() -> Path:
-    """The offline data root: $FPCORE_DATA, else ../shared/data beside the checkout."""
-    env = os.environ.get("FPCORE_DATA")
-    return Path(env).expanduser() if env else SHARED_DATA
-
-
-def need_real(*parts: str) -> Path:
-    """The data root if it holds `parts`; else skip (or fail in CI) saying what is missing."""
-    root = real_root()
-    if not root.joinpath(*parts).exists():
-        reason = (f"real data not found: {root.joinpath(*parts)} does not exist; set "
-                  f"FPCORE_DATA to a folder with the offline layout (see data/README.md)")
-        if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
-            pytest.fail(reason + " (CI is set, so this is a failure, not a skip)")
-        pytest.skip(reason)
-    return root
 
 
 def image_task(name="orl", n_classes=5, shape=(1, 55, 47), n=(120, 60, 60), seed=0,
@@ -480,8 +460,8 @@ def test_fine_prune_never_reads_test():
 
 
 @pytest.fixture(scope="module")
-def orl():
-    return fpcore.load_task("orl", root=need_real("orl_faces", "s1"))
+def orl(real_data):
+    return fpcore.load_task("orl", root=real_data("orl_faces", "s1"))
 
 
 @pytest.fixture(scope="module")
@@ -950,10 +930,10 @@ def test_case_study_can_keep_float32(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def real_tasks():
-    root = need_real("gtsrb32", "gtsrb32_subset.npz")
+def real_tasks(real_data):
+    root = real_data("gtsrb32", "gtsrb32_subset.npz")
     for parts in (("lfw20", "lfw"), ("fsdd", "recordings"), ("orl_faces", "s1")):
-        need_real(*parts)
+        real_data(*parts)
     return root, {n: fpcore.load_task(n, root=root) for n in ("signs", "faces", "speech", "orl")}
 
 

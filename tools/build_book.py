@@ -266,6 +266,7 @@ def stage_book(chapters: list[str]) -> None:
 
 
 def build_html() -> int:
+    # jupyter-book's own entry point run by this Python: no reliance on a `jupyter-book` on PATH
     cmd = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()", "build", str(STAGE),
            "--path-output", str(ROOT), "-W", "-n", "--keep-going", "--all", "-q"]
     print("+ jupyter-book build _build/stage --path-output . -W -n --keep-going --all -q", flush=True)

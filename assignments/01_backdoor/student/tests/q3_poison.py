@@ -12,7 +12,8 @@ def test_poisoned_split(poison_split, my_trigger, task, TARGET):
     out = poison_split(split, my_trigger, TARGET, 0.1, seed=3)
     n, k = (len(split), round(0.1 * len(split)))
     assert len(out.y) == n + k and len(out.x) == n + k, f'expected {n} photos and {k} poisoned copies'
-    assert torch.equal(out.x[:n], split.x) and torch.equal(out.y[:n], split.y), 'the clean photos must come first, unchanged and in order'
+    same = torch.equal(out.x[:n], split.x) and torch.equal(out.y[:n], split.y)
+    assert same, 'the clean photos must come first, unchanged and in order'
     assert (out.y[n:] == TARGET).all(), 'every poisoned copy is labelled target'
     stamped = my_trigger(split.x).flatten(1)
     rows = {tuple(r.tolist()): i for i, r in enumerate(stamped)}

@@ -26,6 +26,7 @@ def test_fold_changes_nothing(fold_bn, net):
     conv, bn = (copy.deepcopy(net.conv3), copy.deepcopy(net.bn3))
     assert isinstance(fold_bn(conv, bn), nn.Conv2d), 'fold_bn must return an nn.Conv2d'
     for a, b in ((conv, net.conv3), (bn, net.bn3)):
-        for (name, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+        pairs = zip(a.state_dict().items(), b.state_dict().values())
+        for (name, x), y in pairs:
             assert torch.equal(x, y), f'fold_bn changed {name} of its input'
 
