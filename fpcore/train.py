@@ -13,6 +13,7 @@ model's arithmetic, so that is what the fast path speeds up
   AVX512-BF16 or AMX, GPUs that support it), unless the task's case study
   says `bfloat16=False`. The weights stay float32; evaluation is always
   float32, so a model's metrics do not depend on the machine that scores it.
+- the fused optimizer step (one kernel for all parameters; a few % of a step).
 - not torch.compile: on the course's CPUs it costs about a minute and a half
   per model to compile and trains no faster afterwards.
 
@@ -68,10 +69,12 @@ class Precision:
     """How fpcore computes: the memory layout of images and the autocast type of training."""
     channels_last: bool = False
     autocast: Optional[torch.dtype] = None       # None: float32
+    fused: bool = False                          # the optimizer's fused step
 
     def __str__(self) -> str:
         kind = "float32" if self.autocast is None else f"{str(self.autocast)[6:]} autocast"
-        return kind + (", channels_last" if self.channels_last else "")
+        return (kind + (", channels_last" if self.channels_last else "")
+                + (", fused optimizer" if self.fused else ""))
 
     def input(self, x: torch.Tensor) -> torch.Tensor:
         """A batch of network input in this layout."""
@@ -89,16 +92,18 @@ class Precision:
 def precision(task, dev=None, fast: Optional[bool] = None) -> Precision:
     """What `fit` uses for `task` on `dev` (default: `device()`): the one place that decides.
 
-    Fast path off: contiguous float32. On: channels_last, plus bfloat16
-    autocast where the device has bfloat16 and the task's case study allows it.
+    Fast path off: contiguous float32. On: channels_last and the fused
+    optimizer step, plus bfloat16 autocast where the device has bfloat16 and
+    the task's case study allows it.
     """
     if not fast_enabled(fast):
         return Precision()
     from .cases import CASES          # tasks made by hand (tests) have no case study
     case = CASES.get(getattr(task, "name", task))
     allowed = case.bfloat16 if case is not None else True
-    dev = device() if dev is None else dev
-    return Precision(True, torch.bfloat16 if allowed and bf16_supported(dev) else None)
+    dev = torch.device(device() if dev is None else dev)
+    return Precision(True, torch.bfloat16 if allowed and bf16_supported(dev) else None,
+                     fused=dev.type in ("cpu", "cuda"))
 
 
 def eval_input(task: Task, x: torch.Tensor) -> torch.Tensor:
@@ -131,11 +136,12 @@ def fit(model: torch.nn.Module, task: Task, attack: Optional[Attack] = None, *,
     train_set = poison(data, attack, rate, seed=seed)
     seed_everything(seed)
     g = torch.Generator().manual_seed(seed)
+    fused = {"fused": True} if prec.fused else {}
     if optimizer == "sgd":
         opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True,
-                              weight_decay=weight_decay)
+                              weight_decay=weight_decay, **fused)
     elif optimizer == "adam":
-        opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+        opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay, **fused)
     else:
         raise ValueError(f"unknown optimizer {optimizer!r}: choose 'adam' or 'sgd'")
     steps = epochs * ((len(train_set) + batch_size - 1) // batch_size)
