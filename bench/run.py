@@ -31,6 +31,7 @@ HERE = Path(__file__).resolve().parent
 WORK = HERE / "_work"                      # git-ignored: the model files the children load
 RESULTS_JSON = HERE / "results.json"       # the numbers of RESULTS.md, machine-readable
 ACCURACY_JSON = HERE / "accuracy.json"     # written by --accuracy, reported by every run
+LAST_RUN = WORK / "last-run.json"          # the last full run's numbers, for --report-only
 SWEEP_TASKS = ("faces", "speech")
 
 
@@ -52,6 +53,9 @@ def parse_args(argv=None):
     p.add_argument("--out", type=Path, default=HERE / "RESULTS.md", help="the report to rewrite")
     p.add_argument("--smoke", action="store_true",
                    help="check the pipeline in a minute: small subsets, untrained models, report to bench/_work/")
+    p.add_argument("--report-only", action="store_true",
+                   help="measure nothing: rewrite the report from the last run's numbers "
+                        "(bench/_work/last-run.json) and the current bench/accuracy.json")
     p.add_argument("--child", nargs=2, metavar=("KIND", "TASK"), help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -418,6 +422,14 @@ def threads_check(task, model, repeats: int) -> str:
             "On an idle machine run `python -m bench.run --threads 2`.")
 
 
+def write(args, info, note, sweeps, trains, mem, bk, total) -> None:
+    """RESULTS.md (or --out) and results.json beside it."""
+    args.out.write_text(report(info, note, sweeps, trains, mem, bk, total, args), encoding="utf-8")
+    out_json = RESULTS_JSON if args.out == HERE / "RESULTS.md" else args.out.with_suffix(".json")
+    out_json.write_text(json.dumps(results_json(info, sweeps, trains, mem, bk), indent=1) + "\n",
+                        encoding="utf-8")
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -427,6 +439,11 @@ def main(argv=None) -> int:
     WORK.mkdir(parents=True, exist_ok=True)
     if args.smoke and args.out == HERE / "RESULTS.md":
         args.out = WORK / "SMOKE.md"
+    if args.report_only:
+        last = json.loads(LAST_RUN.read_text())
+        args.repeats, args.book = last["repeats"], last["book"]
+        write(args, *(last[k] for k in ("info", "note", "sweeps", "trains", "mem", "bk", "total")))
+        return 0
     start = time.perf_counter()
     info = machine.describe()
     log(f"bench: {info['cpu']}, {info['cores']} cores, torch {info['torch']}, {info['threads']} thread(s), "
@@ -510,10 +527,10 @@ def main(argv=None) -> int:
     phase_done("memory")
     info["load_end"], info["phases"] = machine.load(), phases
     total = time.perf_counter() - start
-    args.out.write_text(report(info, note, sweeps, trains, mem, bk, total, args), encoding="utf-8")
-    out_json = RESULTS_JSON if args.out == HERE / "RESULTS.md" else args.out.with_suffix(".json")
-    out_json.write_text(json.dumps(results_json(info, sweeps, trains, mem, bk), indent=1) + "\n",
-                        encoding="utf-8")
+    if not args.smoke:
+        LAST_RUN.write_text(json.dumps(dict(info=info, note=note, sweeps=sweeps, trains=trains, mem=mem,
+                                            bk=bk, total=total, repeats=args.repeats, book=args.book)))
+    write(args, info, note, sweeps, trains, mem, bk, total)
     log(f"wrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out} "
         f"({total / 60:.1f} min)")
     for s in sweeps:

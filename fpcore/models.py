@@ -4,8 +4,9 @@ Every model is `head(trunk(x) * mask)`: `trunk` ends at the prune site (the
 last convolutional layer, after its activation and pooling), `mask` is a 0/1
 buffer with one entry per channel there, and `head` is everything after it.
 A masked channel contributes exactly nothing downstream, whatever biases or
-normalisation come before it. Pruning code only ever talks to `trunk`, `head`,
-`mask` and the names in `site`/`consumers`, so it never branches on the model.
+normalisation come before it. Pruning code only ever talks to `trunk`, `head`
+(and its two parts below), `mask` and the names in `site`/`consumers`, so it
+never branches on the model.
 
 The head comes in two parts, for the pruning sweep: `head_linear` is what the
 `consumers` (the layers that read the prune site: an nn.Linear on the

@@ -4,13 +4,13 @@ The ranking is computed once, so the activations at the prune site are too:
 the sweep runs the trunk once per evaluation set, then walks k = C..0 putting
 one channel back at a time. The head's first layers (the model's
 `head_linear`) are affine in the activations, so putting a channel back only
-adds its share to their output (`PrunableNet.linear_maps`); `head_rest` then runs again,
-and only on the inputs where that channel is active. Public toolkits re-run
-the whole network for every k; `naive_prune_curve` does exactly that, for
-tests and benchmarks.
-The two round differently in float32, which could only matter where the two
-largest logits nearly tie; those few inputs are predicted again the naive
-way, so the curves are the same (asserted by the tests and the benchmark).
+adds its share to their output (`PrunableNet.linear_maps`); `head_rest` then
+runs again, and only on the inputs where that channel is active. Public
+toolkits re-run the whole network for every k; `naive_prune_curve` does
+exactly that, for tests and benchmarks. The two round differently in float32,
+which could only matter where the two largest logits nearly tie; those few
+inputs are predicted again the naive way, so the curves are the same
+(asserted by the tests and the benchmark).
 """
 from __future__ import annotations
 
