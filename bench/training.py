@@ -1,4 +1,9 @@
-"""Training throughput: fpcore.fit against the common tutorial loop.
+"""Training throughput: fpcore.fit against its float32 self and the common tutorial loop.
+
+Three loops on the same job: `fpcore.fit` with its fast path (channels_last,
+bfloat16 autocast where the CPU has it: `fpcore.train.precision`), the same
+`fpcore.fit(fast=False)` (contiguous float32: exactly the fit of before the
+fast path, "today's fit"), and the tutorial loop below (float32).
 
 The tutorial loop is what most PyTorch backdoor tutorials and toolkits write
 (torchvision-style, in plain torch since torchvision is not a dependency): a
@@ -21,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 
 import fpcore
 from fpcore.cases import case_study, hyper
-from fpcore.train import accuracy
+from fpcore.train import accuracy, precision
 from fpcore.triggers import poison
 
 from .machine import median, timed, timed_cpu
@@ -73,11 +78,12 @@ def fresh_model(task, seed: int = 0):
     return fpcore.build_model(task)
 
 
-def run_fpcore(task, epochs: int, seed: int = 0):
+def run_fpcore(task, epochs: int, seed: int = 0, fast: bool = True):
     attack, h = fpcore.default_attack(task), hyper(task.name, "quick")
     model = fresh_model(task, seed)
     return timed_cpu(lambda: fpcore.fit(model, task, attack, rate=case_study(task).poison_rate, epochs=epochs,
-                                    batch_size=h["batch_size"], lr=h["lr"], seed=seed, progress=False))
+                                        batch_size=h["batch_size"], lr=h["lr"], seed=seed, progress=False,
+                                        fast=fast))
 
 
 def run_tutorial(task, epochs: int, seed: int = 0):
@@ -88,33 +94,48 @@ def run_tutorial(task, epochs: int, seed: int = 0):
 
 
 def bench_training(task, epochs: int, repeats: int, log=print) -> dict:
-    """Images per second of both loops, `repeats` times interleaved; medians."""
+    """Images per second of the three loops, `repeats` times interleaved; medians.
+
+    fast = fpcore.fit (fast path), today = fpcore.fit(fast=False), slow = the tutorial loop.
+    """
     h = hyper(task.name, "quick")
     n = len(poison(task.train, fpcore.default_attack(task), case_study(task).poison_rate))
     small = task.shrink(4 * h["batch_size"], 16)       # warm-up, not timed: first calls pick kernels
-    run_fpcore(small, 1), run_tutorial(small, 1)
-    fast_t, slow_t, ratios, fast_c, slow_c = [], [], [], [], []
+    run_fpcore(small, 1), run_fpcore(small, 1, fast=False), run_tutorial(small, 1)
+    t = {k: [] for k in ("fast", "today", "slow")}
+    c = {k: [] for k in t}
+    models = {}
     for r in range(repeats):
-        tf, cf, m_fast = run_fpcore(task, epochs)
-        ts, cs, m_slow = run_tutorial(task, epochs)
-        fast_t.append(tf), slow_t.append(ts), ratios.append(ts / tf), fast_c.append(cf), slow_c.append(cs)
-        log(f"  {task.name} repeat {r + 1}/{repeats}: fpcore {n * epochs / tf:.0f} img/s, "
-            f"tutorial {n * epochs / ts:.0f} img/s ({ts / tf:.2f}x)")
+        for k, run in (("fast", lambda: run_fpcore(task, epochs)),
+                       ("today", lambda: run_fpcore(task, epochs, fast=False)),
+                       ("slow", lambda: run_tutorial(task, epochs))):
+            secs, cpu, models[k] = run()
+            t[k].append(secs), c[k].append(cpu)
+        log(f"  {task.name} repeat {r + 1}/{repeats}: fpcore {n * epochs / t['fast'][-1]:.0f} img/s, "
+            f"float32 fpcore {n * epochs / t['today'][-1]:.0f} img/s "
+            f"({t['today'][-1] / t['fast'][-1]:.2f}x), tutorial {n * epochs / t['slow'][-1]:.0f} img/s")
+    paired = lambda a, b, xs=t: [x / y for x, y in zip(xs[a], xs[b])]
     costs = data_costs(task, repeats)
     return {
         **costs,
         "task": task.name,
-        "model": type(m_fast).__name__,
+        "model": type(models["fast"]).__name__,
+        "precision": str(precision(task, "cpu")),
         "images": n, "epochs": epochs, "batch_size": h["batch_size"],
-        "fast": median(fast_t), "slow": median(slow_t),
-        "fast_ips": n * epochs / median(fast_t), "slow_ips": n * epochs / median(slow_t),
-        "ratio": median(ratios),                      # paired: both loops in turn in each repeat
-        "ratio_range": (min(ratios), max(ratios)),
+        **{k: median(v) for k, v in t.items()},
+        **{f"{k}_ips": n * epochs / median(v) for k, v in t.items()},
+        # ratios are paired: the loops run in turn in each repeat; the median of the ratios
+        "speedup": median(paired("today", "fast")),                 # new fit / today's fit
+        "speedup_range": (min(paired("today", "fast")), max(paired("today", "fast"))),
+        "ratio": median(paired("slow", "fast")),                    # new fit / tutorial loop
+        "ratio_range": (min(paired("slow", "fast")), max(paired("slow", "fast"))),
+        "ratio_today": median(paired("slow", "today")),             # today's fit / tutorial loop
         # CPU seconds per 1000 images, workers included: what each loop costs the machine
-        "fast_cpu": 1000 * median(fast_c) / (n * epochs), "slow_cpu": 1000 * median(slow_c) / (n * epochs),
-        "ratio_cpu": median([s / f for s, f in zip(slow_c, fast_c)]),
-        # the same work was done: both models learn (clean validation accuracy after the last run)
-        "val_acc": (accuracy(m_fast, task, task.val), accuracy(m_slow, task, task.val)),
+        **{f"{k}_cpu": 1000 * median(v) / (n * epochs) for k, v in c.items()},
+        "speedup_cpu": median(paired("today", "fast", c)),
+        "ratio_cpu": median(paired("slow", "fast", c)),
+        # the same work was done: all three learn (clean validation accuracy after the last run)
+        "val_acc": {k: accuracy(m, task, task.val) for k, m in models.items()},
     }
 
 

@@ -42,11 +42,14 @@ class CaseStudy:
     decoy_fraction: float = 0.8               # share of channels the pruning-aware attacker turns into decoys
     fine_tune: dict = field(default_factory=lambda: FINE_TUNE)   # profile -> fit() settings
     max_drop: float = MAX_DROP                # the pruning defense's threshold, in points
+    bfloat16: bool = True                     # bfloat16 autocast in training where the hardware has
+                                              # it (fpcore.train.precision); False keeps float32
 
     def settings(self) -> str:
         """The entry's numbers as text: part of the model cache's key."""
         return repr((self.name, self.model.__name__, self.poison_rate, sorted(self.train.items()),
-                     self.decoy_fraction, sorted(self.fine_tune.items()), self.max_drop))
+                     self.decoy_fraction, sorted(self.fine_tune.items()), self.max_drop,
+                     self.bfloat16))
 
 
 CASES: dict[str, CaseStudy] = {}

@@ -4,8 +4,16 @@ Every model is `head(trunk(x) * mask)`: `trunk` ends at the prune site (the
 last convolutional layer, after its activation and pooling), `mask` is a 0/1
 buffer with one entry per channel there, and `head` is everything after it.
 A masked channel contributes exactly nothing downstream, whatever biases or
-normalisation come before it. Pruning code only ever talks to `trunk`, `head`,
-`mask` and the names in `site`/`consumers`, so it never branches on the model.
+normalisation come before it. Pruning code only ever talks to `trunk`, `head`
+(and its two parts below), `mask` and the names in `site`/`consumers`, so it
+never branches on the model.
+
+The head comes in two parts, for the pruning sweep: `head_linear` is what the
+`consumers` (the layers that read the prune site: an nn.Linear on the
+flattened site or an nn.Conv2d on it) compute, affine in the activations, and
+`head_rest`, written by each model, is everything after; `head` is
+`head_rest(head_linear(a))`. Masking one more channel then only subtracts that
+channel's share (`linear_maps`) from head_linear's output (fpcore.prune).
 """
 from __future__ import annotations
 
@@ -36,7 +44,50 @@ class PrunableNet(nn.Module):
         raise NotImplementedError
 
     def head(self, a: torch.Tensor) -> torch.Tensor:
+        """Everything after the prune site: `head_rest(head_linear(a))`."""
+        return self.head_rest(self.head_linear(a))
+
+    def head_rest(self, z: tuple) -> torch.Tensor:
+        """The logits from `head_linear(a)`: what the head does after its consumers."""
         raise NotImplementedError
+
+    def _consumers(self) -> list:
+        layers = []
+        for name in self.consumers:
+            layer = self.get_submodule(name.rsplit(".", 1)[0])
+            if not (isinstance(layer, nn.Linear) or
+                    (isinstance(layer, nn.Conv2d) and layer.groups == 1)):
+                raise TypeError(f"{type(self).__name__}: consumer {name!r} must be an nn.Linear "
+                                "on the flattened site or an ungrouped nn.Conv2d on the site")
+            layers.append(layer)
+        return layers
+
+    def head_linear(self, a: torch.Tensor) -> tuple:
+        """The consumers' outputs on the activations `a`, in order: affine in `a`."""
+        return tuple(layer(a.flatten(1)) if isinstance(layer, nn.Linear) else layer(a)
+                     for layer in self._consumers())
+
+    @torch.no_grad()
+    def linear_maps(self, height: int, width: int) -> torch.Tensor:
+        """`head_linear` without its biases, one matrix per channel: shape (C, H*W, outputs).
+
+        Row p of matrix c is what one unit of activation of channel c at
+        position p adds to head_linear's outputs, flattened and joined in order
+        (the weights themselves, exactly). So head_linear(a) equals its biases
+        plus the sum over c of a[:, c].flatten(1) @ maps[c].
+        """
+        c, hw = self.channels, height * width
+        onehot = torch.eye(hw, device=self.mask.device).view(hw, 1, height, width)
+        parts = []
+        for layer in self._consumers():
+            if isinstance(layer, nn.Linear):
+                parts.append(layer.weight.view(-1, c, hw).permute(1, 2, 0))
+            else:                      # every channel's weights applied to every one-hot position
+                k = layer.weight.transpose(0, 1).reshape(-1, 1, *layer.kernel_size)
+                out = F.conv2d(onehot.expand(hw, c, height, width), k, None, layer.stride,
+                               layer.padding, layer.dilation, groups=c)
+                parts.append(out.view(hw, c, layer.out_channels, -1).transpose(0, 1).flatten(2))
+        return torch.cat(parts, 2)
 
     def activations(self, x: torch.Tensor) -> torch.Tensor:
         """Masked activations at the prune site, shape (N, C, H, W)."""
@@ -69,8 +120,9 @@ class SignNet(PrunableNet):
         x = F.relu(self.bn3(self.conv3(x)))
         return F.max_pool2d(F.relu(self.conv4(x)), 2)                       # (N, width, 4, 4)
 
-    def head(self, a):
-        return self.fc2(self.drop(F.relu(self.fc1(a.flatten(1)))))
+    def head_rest(self, z):
+        (h,) = z                                                            # fc1's output
+        return self.fc2(self.drop(F.relu(h)))
 
 
 class DeepID(PrunableNet):
@@ -94,9 +146,9 @@ class DeepID(PrunableNet):
         x = F.max_pool2d(F.relu(self.conv2(x)), 2)
         return F.max_pool2d(F.relu(self.conv3(x)), 2)                       # (N, width, 5, 4)
 
-    def head(self, a):
-        c4 = F.relu(self.conv4(a))
-        return self.classifier(self.drop(F.relu(self.fc1(a.flatten(1)) + self.fc2(c4.flatten(1)))))
+    def head_rest(self, z):
+        c4, h = z                                                           # conv4's, fc1's outputs
+        return self.classifier(self.drop(F.relu(h + self.fc2(F.relu(c4).flatten(1)))))
 
 
 class SpeechNet(PrunableNet):
@@ -119,8 +171,9 @@ class SpeechNet(PrunableNet):
         x = F.relu(self.bn4(self.conv4(F.relu(self.bn3(self.conv3(x))))))
         return F.max_pool2d(F.relu(self.conv5(x)), 2)                       # (N, width, 8, 4)
 
-    def head(self, a):
-        return self.fc2(self.drop(F.relu(self.fc1(a.flatten(1)))))
+    def head_rest(self, z):
+        (h,) = z                                                            # fc1's output
+        return self.fc2(self.drop(F.relu(h)))
 
 
 def require_prunable(model) -> PrunableNet:

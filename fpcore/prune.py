@@ -1,10 +1,16 @@
 """The pruning defense: rank channels by how active they are on clean data, cut the dormant ones.
 
 The ranking is computed once, so the activations at the prune site are too:
-the sweep runs the trunk once per evaluation set and then only the head for
-every number of pruned channels k = 0..C. Public toolkits re-run the whole
-network for every k; `naive_prune_curve` does exactly that, for tests and
-benchmarks.
+the sweep runs the trunk once per evaluation set, then walks k = C..0 putting
+one channel back at a time. The head's first layers (the model's
+`head_linear`) are affine in the activations, so putting a channel back only
+adds its share to their output (`PrunableNet.linear_maps`); `head_rest` then
+runs again, and only on the inputs where that channel is active. Public
+toolkits re-run the whole network for every k; `naive_prune_curve` does
+exactly that, for tests and benchmarks. The two round differently in float32,
+which could only matter where the two largest logits nearly tie; those few
+inputs are predicted again the naive way, so the curves are the same
+(asserted by the tests and the benchmark).
 """
 from __future__ import annotations
 
@@ -17,7 +23,7 @@ import torch
 
 from .data import Task
 from .models import PrunableNet, require_prunable
-from .train import EVAL_BATCH
+from .train import EVAL_BATCH, eval_input
 from .triggers import Attack
 
 
@@ -26,7 +32,7 @@ def site_activations(model: PrunableNet, task: Task, x: torch.Tensor) -> torch.T
     """Unmasked activations at the prune site for a raw batch, in fixed-size chunks."""
     model.eval()
     dev = model.mask.device
-    return torch.cat([model.trunk(task.prepare(c.to(dev))) for c in x.split(EVAL_BATCH)])
+    return torch.cat([model.trunk(eval_input(task, c.to(dev))) for c in x.split(EVAL_BATCH)])
 
 
 def channel_activity(model: PrunableNet, task: Task, split: str = "val",
@@ -102,10 +108,83 @@ def _curve(order, n, results) -> PruneCurve:
     return PruneCurve(order.cpu(), np.arange(n + 1), acc, asr)
 
 
+def splits_head(model: PrunableNet) -> bool:
+    """True when the model's head is `head_rest(head_linear(a))` (every fpcore model)."""
+    cls = type(model)
+    return cls.head is PrunableNet.head and cls.head_rest is not PrunableNet.head_rest
+
+
+def _unflatten(z: torch.Tensor, shapes) -> tuple:
+    out, i = [], 0
+    for s in shapes:
+        out.append(z[:, i:i + s.numel()].view(-1, *s))
+        i += s.numel()
+    return tuple(out)
+
+
+NEAR_TIE = 1e-4   # relative gap of the two largest logits below which a prediction is redone
+                  # (the shortcut's logits differ from the naive ones by < 4e-6 relative, measured)
+
+
+def _predict_rows(model, z, shapes, a, order, k, rows=None):
+    """Predictions from head_linear's outputs `z` with k channels pruned (of `rows`, or all).
+
+    Where the two largest logits nearly tie, the rounding of the shortcut
+    could decide: those inputs are predicted again the naive way,
+    head(a * mask), so the curve is the naive sweep's.
+    """
+    logits = model.head_rest(_unflatten(z, shapes))
+    top, pred = logits.max(1)
+    second = logits.scatter(1, pred[:, None], float("-inf")).max(1).values     # (faster than topk)
+    near = ((top - second) <= NEAR_TIE * (1 + top.abs())).nonzero().flatten()
+    if len(near):
+        which = near if rows is None else rows[near]
+        m = mask_after(model, order, k).view(1, -1, 1, 1)
+        pred[near] = model.head(a[which] * m).argmax(1)
+    return pred
+
+
+def _correct_per_k(model: PrunableNet, a: torch.Tensor, y: torch.Tensor, order: torch.Tensor,
+                   maps=None) -> torch.Tensor:
+    """Correct predictions for every k = 0..C on unmasked activations `a`, labels `y`.
+
+    Walks k = C..0, putting channel order[k] back at each step: head_linear's
+    output gains that channel's share (`maps`), and only the inputs on which
+    the channel is active (not exactly zero) get new predictions.
+    """
+    n = model.channels
+    right = torch.zeros(n + 1, dtype=torch.long, device=a.device)
+    if maps is None:                      # a model that only writes `head`: run it for every k
+        for k in range(n + 1):
+            m = mask_after(model, order, k).view(1, -1, 1, 1)
+            right[k] = (model.head(a * m).argmax(1) == y).sum()
+        return right
+    maps, shapes = maps
+    mask, back = model.mask.tolist(), order[:n].tolist()
+    # k = C: head_linear on the fully pruned activations, exactly as the naive sweep computes it
+    z = torch.cat([t.flatten(1) for t in
+                   model.head_linear(a * mask_after(model, order, n).view(1, -1, 1, 1))], 1)
+    pred = _predict_rows(model, z, shapes, a, order, n)
+    right[n] = (pred == y).sum()
+    acts = a.transpose(0, 1).reshape(n, len(a), -1)            # channel, input, position
+    for k in range(n - 1, -1, -1):
+        c = back[k]
+        rows = acts[c].ne(0).any(1).nonzero().flatten() if mask[c] else ()
+        if len(rows) == len(a):
+            z.addmm_(acts[c], maps[c], alpha=mask[c])
+            pred = _predict_rows(model, z, shapes, a, order, k)
+        elif len(rows):
+            zr = z[rows].addmm_(acts[c][rows], maps[c], alpha=mask[c])
+            z[rows] = zr
+            pred[rows] = _predict_rows(model, zr, shapes, a, order, k, rows)
+        right[k] = (pred == y).sum()
+    return right
+
+
 @torch.no_grad()
 def prune_curve(model: PrunableNet, task: Task, attack: Optional[Attack] = None,
                 order: Optional[torch.Tensor] = None, splits=("val", "test")) -> PruneCurve:
-    """Sweep k = 0..C: trunk once per evaluation set, head only for every k.
+    """Sweep k = 0..C: trunk once per evaluation set, then one channel's share per k.
 
     `order` defaults to the ranking on the clean validation split. ASR is
     measured on the triggered test split when `attack` is given and "test"
@@ -113,15 +192,18 @@ def prune_curve(model: PrunableNet, task: Task, attack: Optional[Attack] = None,
     """
     require_prunable(model).eval()
     order = prune_order(channel_activity(model, task)) if order is None else order
+    order = order.to(model.mask.device)
     sets = _eval_sets(task, attack, splits)
-    cached = {name: (site_activations(model, task, s.x), s.y.to(model.mask.device))
-              for name, s in sets.items()}
-    results = {name: [] for name in sets}
-    for k in range(model.channels + 1):
-        m = mask_after(model, order, k).view(1, -1, 1, 1)
-        for name, (a, y) in cached.items():
-            pred = torch.cat([model.head(c * m).argmax(1) for c in a.split(EVAL_BATCH)])
-            results[name].append((pred == y).float().mean().item())
+    results, maps = {}, None
+    for name, s in sets.items():
+        right = torch.zeros(model.channels + 1, dtype=torch.long, device=model.mask.device)
+        for x, y in zip(s.x.split(EVAL_BATCH), s.y.split(EVAL_BATCH)):
+            a = site_activations(model, task, x)
+            if maps is None and splits_head(model):
+                maps = (model.linear_maps(*a.shape[2:]),
+                        [t.shape[1:] for t in model.head_linear(a[:1])])
+            right += _correct_per_k(model, a, y.to(a.device), order, maps)
+        results[name] = (right.float() / len(s)).tolist()     # as (pred == y).float().mean()
     return _curve(order, model.channels, results)
 
 

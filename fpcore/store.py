@@ -28,6 +28,7 @@ from .cases import case_study, model_classes
 from .data import Task, project_root
 from .models import PrunableNet, require_prunable
 from .release import fetch_published
+from .train import precision
 
 
 class ModelFileError(ValueError):
@@ -121,8 +122,12 @@ def code_hash(package: Path = PACKAGE) -> str:
 
 
 def cache_key(task: Task) -> str:
-    """Code, data and settings in one short hash: any change to one of them retrains."""
-    parts = (code_hash(), task.fingerprint(), case_study(task).settings())
+    """Code, data, settings and precision in one short hash: any change to one retrains.
+
+    The precision (`fpcore.train.precision`: float32, or bfloat16 autocast and
+    channels_last) is part of it, so FPCORE_FAST=0 never loads a fast-path model.
+    """
+    parts = (code_hash(), task.fingerprint(), case_study(task).settings(), str(precision(task)))
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:12]
 
 

@@ -28,7 +28,7 @@ from fpcore.download import DataMissingError, Source
 from fpcore.cases import build_model, default_attack
 from fpcore.models import DeepID, PrunableNet, SignNet, SpeechNet, shrink
 from fpcore.prune import (channel_activity, choose_k, k_for_fraction, naive_prune_curve, prune,
-                          prune_curve, prune_order)
+                          prune_curve, prune_order, splits_head)
 from fpcore.store import ModelFileError, cached, load_model, save_model
 from fpcore.cases import resolve_profile
 from fpcore.train import attack_success, evaluate, fit, seed_everything
@@ -327,6 +327,66 @@ def test_prune_curve_equals_naive_sweep(premask):
         act = channel_activity(model, task)
         assert (act[[2, 7]] == 0).all()
         assert {2, 7} <= set(fast.order[: int((act == 0).sum())].tolist())
+
+
+SWEEP_CASES = [(SignNet, (3, 32, 32), 4), (DeepID, (1, 55, 47), 6), (SpeechNet, (1, 129, 63), 4)]
+
+
+@pytest.mark.parametrize("cls,shape,epochs", SWEEP_CASES, ids=lambda v: getattr(v, "__name__", ""))
+def test_incremental_sweep_equals_naive_on_every_model(cls, shape, epochs):
+    """The sweep's head_linear shortcut gives the naive sweep's curve, on each network."""
+    task = image_task(n_classes=4, shape=shape, n=(48, 70, 70), seed=5)
+    torch.manual_seed(5)
+    model = cls(4, 16)
+    fit(model, task, default_attack("orl"), rate=0.3, epochs=epochs, batch_size=16, lr=3e-3,
+        progress=False)
+    model.mask[[1, 6]] = 0                                # a model that arrives already pruned
+    atk = default_attack("orl")
+    fast = prune_curve(model, task, atk)
+    slow = naive_prune_curve(model, task, atk)
+    assert torch.equal(fast.order, slow.order)
+    for s in ("val", "test"):
+        assert np.array_equal(fast.acc[s], slow.acc[s]), (s, fast.acc[s], slow.acc[s])
+    assert np.array_equal(fast.asr, slow.asr), (fast.asr, slow.asr)
+    assert len(set(fast.acc["val"]) | set(fast.asr)) > 2, "sanity: the curve must not be flat"
+
+
+@pytest.mark.parametrize("cls,shape", MODEL_INPUTS, ids=lambda v: getattr(v, "__name__", ""))
+def test_head_is_linear_part_then_rest(cls, shape):
+    """head = head_rest(head_linear(a)), and head_linear = biases + one linear map per channel."""
+    torch.manual_seed(2)
+    model = cls().eval()
+    with torch.no_grad():
+        for layer in model.modules():                  # biases that matter
+            if isinstance(layer, (torch.nn.Linear, torch.nn.Conv2d)):
+                layer.bias.normal_()
+        a = model.trunk(torch.randn(5, *shape))
+        assert torch.equal(model.head(a), model.head_rest(model.head_linear(a)))
+        maps = model.linear_maps(*a.shape[2:])
+        flat = lambda t: torch.cat([z.flatten(1) for z in model.head_linear(t)], 1)
+        bias = flat(torch.zeros_like(a[:1]))
+        rebuilt = bias + sum(a[:, c].flatten(1) @ maps[c] for c in range(model.channels))
+        assert torch.allclose(rebuilt, flat(a), atol=1e-4, rtol=1e-5)
+
+
+class HeadOnly(DeepID):
+    """A model that writes `head` in one piece: the sweep falls back to running it per k."""
+
+    def head(self, a):
+        return super().head(a)
+
+
+def test_sweep_of_a_model_without_the_head_split():
+    task = image_task(n_classes=5, n=(60, 40, 40), seed=6)
+    torch.manual_seed(6)
+    model = HeadOnly(5, 12)
+    fit(model, task, default_attack("orl"), rate=0.3, epochs=3, batch_size=16, lr=3e-3,
+        progress=False)
+    assert not splits_head(model) and splits_head(DeepID(5, 12))
+    atk = default_attack("orl")
+    fast, slow = prune_curve(model, task, atk), naive_prune_curve(model, task, atk)
+    assert np.array_equal(fast.acc["val"], slow.acc["val"])
+    assert np.array_equal(fast.asr, slow.asr)
 
 
 def test_prune_order_is_increasing_activity():
@@ -801,24 +861,69 @@ def test_attack_with_no_eligible_input():
 # ============================================================== seeds
 
 
-def train_once(task, seed):
+def train_once(task, seed, fast=None):
     seed_everything(seed)
     model = build_model(task)
     return fit(model, task, default_attack(task), rate=0.2, epochs=2, batch_size=16, lr=2e-3,
-               seed=seed, progress=False)
+               seed=seed, progress=False, fast=fast)
 
 
-def test_same_seed_same_metrics():
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "float32"])
+def test_same_seed_same_metrics(fast):
     task = image_task(n_classes=5, n=(60, 30, 30), seed=10)
     atk = default_attack(task)
-    a, b = train_once(task, 0), train_once(task, 0)
+    a, b = train_once(task, 0, fast), train_once(task, 0, fast)
     sa, sb = a.state_dict(), b.state_dict()
     assert sa.keys() == sb.keys()
     assert all(torch.equal(sa[k], sb[k]) for k in sa), "same seed, different weights"
     assert evaluate(a, task, atk) == evaluate(b, task, atk)
     assert evaluate(a, task, atk, "val") == evaluate(b, task, atk, "val")
-    c = train_once(task, 1)
+    c = train_once(task, 1, fast)
     assert not torch.equal(c.conv1.weight, a.conv1.weight), "a different seed, the same weights"
+
+
+# ============================================================== the fast path
+
+
+def test_fast_switch(monkeypatch):
+    """One switch: fit(fast=...) or FPCORE_FAST; off means contiguous float32."""
+    from fpcore.train import Precision, bf16_supported, fast_enabled, precision
+    monkeypatch.delenv("FPCORE_FAST", raising=False)
+    assert fast_enabled() and not fast_enabled(False) and fast_enabled(True)
+    on = precision("orl", "cpu")
+    assert on.channels_last
+    assert on.autocast == (torch.bfloat16 if bf16_supported(torch.device("cpu")) else None)
+    assert precision("orl", "cpu", fast=False) == Precision() and str(Precision()) == "float32"
+    for off in ("0", "false", "off", "no"):
+        monkeypatch.setenv("FPCORE_FAST", off)
+        assert not fast_enabled() and precision("orl", "cpu") == Precision()
+    assert precision("orl", "cpu", fast=True) == on, "the argument wins over the environment"
+    # the environment and the argument select the same training
+    task = image_task(n_classes=5, n=(60, 30, 30), seed=10)
+    by_env = train_once(task, 0)
+    monkeypatch.delenv("FPCORE_FAST")
+    by_arg = train_once(task, 0, fast=False)
+    assert all(torch.equal(p, q) for p, q in zip(by_env.parameters(), by_arg.parameters()))
+    fast = train_once(task, 0)
+    assert all(p.is_contiguous() for p in fast.parameters()), "handed back in the usual layout"
+    if on.autocast is not None:
+        assert not torch.equal(fast.conv1.weight, by_arg.conv1.weight), "the fast path was used"
+
+
+def test_case_study_can_keep_float32(monkeypatch):
+    """A case study with bfloat16=False trains in float32 (still channels_last), and
+    the precision is part of the model cache's key."""
+    from fpcore.train import precision
+    monkeypatch.delenv("FPCORE_FAST", raising=False)
+    task = image_task()
+    key = store.cache_path(task, "clean", "quick", 0)
+    orl = fpcore.case_study("orl")
+    monkeypatch.setitem(fpcore.cases.CASES, "orl", dataclasses.replace(orl, bfloat16=False))
+    assert precision("orl", "cpu").autocast is None and precision("orl", "cpu").channels_last
+    assert store.cache_path(task, "clean", "quick", 0) != key
+    monkeypatch.setitem(fpcore.cases.CASES, "orl", orl)
+    monkeypatch.setenv("FPCORE_FAST", "0")
+    assert store.cache_path(task, "clean", "quick", 0) != key, "float32 models are cached apart"
 
 
 # ============================================================== loaders on real data
