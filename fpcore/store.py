@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import math
 import os
 import tempfile
 import time
@@ -55,19 +56,54 @@ def save_model(model: PrunableNet, path, **meta) -> Path:
 
 
 def load_model(path, device=None) -> PrunableNet:
-    """Load a safetensors model file written by `save_model`; never unpickles anything."""
+    """Load a safetensors model file written by `save_model`; never unpickles anything.
+
+    The file is untrusted input, so it is checked before memory is spent on it:
+    the header names one of fpcore's classes and a config; that network is
+    built on the `meta` device (shapes only, no memory), and its tensor names,
+    shapes and dtypes must be exactly the file's. Only then is it materialised,
+    so a header that claims a larger network than the file carries is refused
+    without allocating it. Weights must be finite (NaN or inf is refused).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no model file at {path}")
     try:
         with safe_open(str(path), framework="pt") as f:
             header = f.metadata() or {}
-            state = {k: f.get_tensor(k) for k in f.keys()}
+            found = {k: (tuple(f.get_slice(k).get_shape()), f.get_slice(k).get_dtype())
+                     for k in f.keys()}
+            cls, config = _model_class(path, header)
+            skeleton = _skeleton(path, cls, config)           # shapes only, no memory
+            _check_tensors(path, cls, config, skeleton, found)
+            model = skeleton.to_empty(device="cpu")           # now as large as the file
+            state = {k: f.get_tensor(k) for k in found}
+    except ModelFileError:
+        raise
     except (SafetensorError, OSError, ValueError) as e:
         raise ModelFileError(
             f"{path} is not a safetensors model file ({e}). fpcore does not unpickle model "
             "files (.pt/.pth pickles can run code when loaded). Ask for a .safetensors file, "
             "or convert a state dict you trust with fpcore.save_model.") from None
+    try:
+        model.load_state_dict(state)
+        model.meta = {k: json.loads(v) for k, v in header.items() if k not in ("class", "config")}
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise ModelFileError(f"{path}: header says {cls.__name__} {header['config']}, "
+                             f"but the file does not match it ({str(e).splitlines()[0]})") from None
+    _check_finite(path, model)
+    return model.to(device or "cpu").eval()
+
+
+# safetensors' names of the floating-point dtypes: a weight may be stored in any of
+# them (load_state_dict casts it to the model's float32). Other tensors (BatchNorm's
+# batch counter) must have exactly the model's dtype.
+FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")
+OTHER_DTYPES = {torch.int64: "I64", torch.int32: "I32", torch.bool: "BOOL"}
+
+
+def _model_class(path: Path, header: dict) -> tuple:
+    """The class and config a file's header names, checked against fpcore's own list."""
     classes = model_classes()
     cls = classes.get(header.get("class", ""))
     if cls is None or "config" not in header:
@@ -75,16 +111,59 @@ def load_model(path, device=None) -> PrunableNet:
                              f"(header class {header.get('class')!r}; known: {', '.join(classes)})")
     try:
         config = json.loads(header["config"])
-        if not (isinstance(config, dict) and set(config) == {"num_classes", "width"}
-                and all(isinstance(v, int) and v > 0 for v in config.values())):
-            raise ValueError("config must be {'num_classes': int, 'width': int}")
-        model = cls(**config)
-        model.load_state_dict(state)
-        model.meta = {k: json.loads(v) for k, v in header.items() if k not in ("class", "config")}
-    except (TypeError, ValueError, RuntimeError) as e:
-        raise ModelFileError(f"{path}: header says {cls.__name__} {header['config']}, "
-                             f"but the file does not match it ({str(e).splitlines()[0]})") from None
-    return model.to(device or "cpu").eval()
+    except ValueError:
+        config = None
+    if not (isinstance(config, dict) and set(config) == {"num_classes", "width"}
+            and all(type(v) is int and v > 0 for v in config.values())):
+        raise ModelFileError(f"{path}: header config {header['config']!r} is not "
+                             "{'num_classes': int > 0, 'width': int > 0}")
+    return cls, config
+
+
+def _skeleton(path: Path, cls: type, config: dict) -> PrunableNet:
+    """The network a header names, built on the `meta` device: shapes without memory."""
+    try:
+        with torch.device("meta"):
+            return cls(**config)
+    except (RuntimeError, ValueError, OverflowError, MemoryError) as e:
+        raise ModelFileError(f"{path}: fpcore cannot build {cls.__name__} {config} "
+                             f"({str(e).splitlines()[0]})") from None
+
+
+def _check_tensors(path: Path, cls: type, config: dict, skeleton: PrunableNet,
+                   found: dict) -> None:
+    """Refuse a file whose tensors are not exactly those of the network its header names.
+
+    This is what stops a small file from making fpcore allocate a huge network:
+    when names and shapes match, the network is no larger than the file.
+    """
+    state = skeleton.state_dict()
+    expected = {k: tuple(v.shape) for k, v in state.items()}
+    dtypes = {k: FLOAT_DTYPES if v.is_floating_point() else (OTHER_DTYPES.get(v.dtype),)
+              for k, v in state.items()}
+    problems = [f"{k} is {list(found[k][0])}, needs {list(shape)}"
+                for k, shape in expected.items() if k in found and found[k][0] != shape]
+    problems += [f"{k} is {found[k][1]}, needs {' or '.join(map(str, dtypes[k]))}"
+                 for k in expected if k in found and found[k][1] not in dtypes[k]]
+    problems += [f"{k} missing" for k in expected if k not in found]
+    problems += [f"{k} unexpected" for k in found if k not in expected]
+    if problems:
+        shown = "; ".join(problems[:4]) + (f"; and {len(problems) - 4} more" if len(problems) > 4
+                                           else "")
+        claimed = sum(v.numel() for v in state.values())
+        held = sum(math.prod(shape) for shape, _ in found.values())
+        raise ModelFileError(f"{path}: header says {cls.__name__} {json.dumps(config)} "
+                             f"({claimed:,} values), but the file's tensors ({held:,} values) "
+                             f"are not that network's: {shown}. Nothing was allocated.")
+
+
+def _check_finite(path: Path, model: PrunableNet) -> None:
+    """Refuse NaN and infinite weights (a huge finite value, like a decoy's bias, is fine)."""
+    for name, t in model.state_dict().items():
+        bad = int((~torch.isfinite(t)).sum())
+        if bad:
+            raise ModelFileError(f"{path}: tensor {name} holds {bad} non-finite values "
+                                 "(NaN or infinity); a model file must hold finite weights")
 
 
 # ----------------------------------------------------------------- the cache
