@@ -17,9 +17,12 @@ model's arithmetic, so that is what the fast path speeds up
 - not torch.compile: on the course's CPUs it costs about a minute and a half
   per model to compile and trains no faster afterwards.
 
-One switch turns all of it off: `fit(..., fast=False)`, or FPCORE_FAST=0 in
-the environment (evaluation too). Off, fpcore computes exactly as before the
-fast path existed (contiguous float32). `precision(task)` says what is used.
+One switch: `fit(..., fast=True)`, or FPCORE_FAST=1 in the environment
+(evaluation too). The fast path is OFF by default for now: its accuracy
+against float32 over three seeds per model has not been measured yet
+(`python -m bench.run --accuracy`), and the book's numbers and asserts were
+checked in float32. Off, fpcore computes exactly as before the fast path
+existed (contiguous float32). `precision(task)` says what is used.
 """
 from __future__ import annotations
 
@@ -38,7 +41,7 @@ from .data import Split, Task
 from .triggers import Attack, TrainingSet, poison
 
 EVAL_BATCH = 1024
-FAST_ENV = "FPCORE_FAST"       # FPCORE_FAST=0 turns the fast path off
+FAST_ENV = "FPCORE_FAST"       # FPCORE_FAST=1 turns the fast path on
 
 
 def device() -> torch.device:
@@ -47,10 +50,10 @@ def device() -> torch.device:
 
 
 def fast_enabled(fast: Optional[bool] = None) -> bool:
-    """The fast path's one switch: `fast` when given, else $FPCORE_FAST (default on)."""
+    """The fast path's one switch: `fast` when given, else $FPCORE_FAST (default off)."""
     if fast is not None:
         return bool(fast)
-    return os.environ.get(FAST_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+    return os.environ.get(FAST_ENV, "0").strip().lower() not in ("0", "false", "no", "off", "")
 
 
 def bf16_supported(dev: torch.device) -> bool:
