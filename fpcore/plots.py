@@ -83,3 +83,29 @@ def show_spectrogram(spec: torch.Tensor, title: str = "", ax=None, sample_rate: 
     ax.set_ylabel("frequency (kHz)")
     ax.set_title(title)
     return ax
+
+
+def plot_heatmap(values, row_labels: Sequence[str], col_labels: Sequence[str], title: str = "",
+                 fmt: str = "{:.1f}", ax=None, cmap: str = "Reds", vmin: float = 0.0,
+                 vmax: float = 100.0, cbar_label: str = ""):
+    """A table of numbers as coloured cells, each cell annotated with its number.
+
+    `values` is rows x columns; NaN cells stay blank. Text is black on light
+    cells and white on dark ones, so every number stays readable.
+    """
+    v = np.asarray(values, dtype=float)
+    ax = ax or plt.subplots(figsize=(1.1 * v.shape[1] + 2.5, 0.45 * v.shape[0] + 1.2))[1]
+    image = ax.imshow(np.ma.masked_invalid(v), cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
+    colormap = plt.get_cmap(cmap)
+    for (i, j), x in np.ndenumerate(v):
+        if np.isfinite(x):
+            r, g, b, _ = colormap((x - vmin) / (vmax - vmin))
+            dark = 0.3 * r + 0.6 * g + 0.1 * b < 0.5     # luminance of the cell
+            ax.text(j, i, fmt.format(x), ha="center", va="center", fontsize=9,
+                    color="white" if dark else "black")
+    ax.set_xticks(range(v.shape[1]), col_labels)
+    ax.set_yticks(range(v.shape[0]), row_labels)
+    ax.tick_params(length=0)
+    ax.set_title(title)
+    ax.figure.colorbar(image, ax=ax, label=cbar_label, fraction=0.05)
+    return ax
