@@ -187,6 +187,7 @@ def clean_executed(path: Path, params: dict) -> None:
             tags.append("remove-cell")
         if cell["cell_type"] == "code":
             cell["outputs"] = [o for o in cell["outputs"] if WIDGET not in o.get("data", {})]
+    nb["metadata"].pop("widgets", None)   # their state: myst-nb would load require.js from a CDN
     path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
