@@ -21,6 +21,13 @@ from . import plots  # noqa: F401  (white figure backgrounds for every chapter)
 from .cases import default_attack, load_task, resolve_profile
 from .zoo import trained_model
 
+if os.environ.get("FPCORE_BOOK"):
+    # In the book build no progress bars: they are never shown in the HTML, and a bar
+    # drawn only when a model was not cached would make nbval's re-run differ.
+    from . import train as _train
+    _bar = _train.tqdm
+    _train.tqdm = lambda *args, **kwargs: _bar(*args, **{**kwargs, "disable": True})
+
 REMOVED = 0.10    # ASR at or below this: the backdoor is removed
 WEAKENED = 0.30   # an ASR fall of at least this much: the backdoor is weakened
 WORKS = 0.90      # ASR at or above this: the attack works
