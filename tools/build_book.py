@@ -14,10 +14,10 @@ For every chapter that _toc.yml lists and whose chapters/NN_name.md exists:
    jupyter-book build _build/stage -W -n --keep-going  (HTML in _build/html).
 
 Examples:
-    python tools/build_book.py                     # the whole book, PROFILE=auto
-    python tools/build_book.py --only 03 05        # execute chapters 03 and 05 only
-    python tools/build_book.py --reuse             # skip chapters whose staged output is fresh
-    python tools/build_book.py --sync --only 03    # rewrite chapter 03's Colab .ipynb first
+    python -m tools.build_book                     # the whole book, PROFILE=auto
+    python -m tools.build_book --only 03 05        # execute chapters 03 and 05 only
+    python -m tools.build_book --reuse             # skip chapters whose staged output is fresh
+    python -m tools.build_book --sync --only 03    # rewrite chapter 03's Colab .ipynb first
     python -m tools.build_book --no-html           # the same tool, run as a module
 
 tests/test_book.py and bench/book.py import this module (tools.build_book) for the
@@ -333,7 +333,7 @@ def main(argv=None) -> int:
             print(f"error: {c}.ipynb does not match {c}.md: {'; '.join(problems)}", file=sys.stderr)
     if out_of_sync:
         nums = " ".join(chapter_number(c) for c in out_of_sync)
-        print(f"Update with:  python tools/build_book.py --sync --only {nums}",
+        print(f"Update with:  python -m tools.build_book --sync --only {nums}",
               file=sys.stderr)
         return 2
 
