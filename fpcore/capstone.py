@@ -17,6 +17,12 @@ the target and the received network's numbers). A submission is untrusted
 input: the grader reads it with `fpcore.load_model`, which refuses pickles,
 headers that do not match their tensors, and non-finite weights.
 
+A submission passes with an ASR of at most 10 % and a clean accuracy at most
+4 points below the received network's (`MAX_ASR`, `MAX_DROP`: why, below).
+Speech is the default task: there fine-pruning on the validation split passes.
+On signs and faces it does not in the quick profile (the book's chapter 10
+shows why), so they are the harder assignments.
+
 This module trains nothing the book's chapters use, and `fpcore.zoo` does not
 import it, so it is not part of the model cache's key.
 """
@@ -44,6 +50,10 @@ from .triggers import Attack
 
 DEFAULT_TASK = "speech"       # where fine-pruning removes the backdoor on our data (chapter 09)
 FAMILIES = {"signs": ("patch", "blend"), "faces": ("patch", "blend"), "speech": ("tone",)}
+# Poisoned copies as a share of the training split. Faces and speech keep their
+# case study's rate; the signs case study poisons 2 % for a sticker on stop signs
+# only, too few copies for a faint blend on every class (seed 0: ASR 72 %).
+POISON_RATE = {"signs": 0.10, "faces": 0.10, "speech": 0.25}
 
 # The bar. A repaired network passes when, on the hidden test split,
 # - its ASR with the secret trigger is at most MAX_ASR: the book's "removes"; and
@@ -274,7 +284,7 @@ def make(task=DEFAULT_TASK, seed: int = 0, out=".", *, family: Optional[str] = N
     secret = draw_secret(name, seed, family, T.num_classes)
     attack = secret.attack(T.num_classes)
     seed_everything(seed)
-    model = fit(build_model(T).to(device()), T, attack, rate=case_study(T).poison_rate,
+    model = fit(build_model(T).to(device()), T, attack, rate=POISON_RATE[T.name],
                 seed=seed, progress=progress, desc=f"capstone {T.name}",
                 **{**hyper(T, resolve_profile(profile)), **overrides})
     out = Path(out)
@@ -359,21 +369,30 @@ def grade(submission, instructor, root: Optional[Path] = None,
 
 # ----------------------------------------------------------------- the command line
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m fpcore.capstone", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m fpcore.capstone",
+                                description=__doc__.split("\n\n")[0],
+                                epilog=__doc__.split("\n\n")[2],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     mk = sub.add_parser("make", help="train a backdoored network with a secret trigger")
-    mk.add_argument("--task", default=DEFAULT_TASK, choices=sorted(FAMILIES))
+    mk.add_argument("--task", default=DEFAULT_TASK, choices=sorted(FAMILIES),
+                    help=f"default {DEFAULT_TASK}: the task where fine-pruning passes the bar")
     mk.add_argument("--seed", type=int, default=0, help="draws the trigger and the training run")
     mk.add_argument("--out", required=True, help="writes OUT/students and OUT/instructor")
     mk.add_argument("--family", help="the trigger family (default: drawn from the seed): "
                     + "; ".join(f"{t}: {', '.join(f)}" for t, f in FAMILIES.items()))
     mk.add_argument("--profile", default="quick", choices=("auto", "quick", "full"))
+    mk.add_argument("--force", action="store_true",
+                    help="overwrite an existing capstone in OUT (its secret is lost)")
     gr = sub.add_parser("grade", help="score a submitted model file; exit 0 pass, 1 fail, "
                         "2 refused")
     gr.add_argument("submission")
     gr.add_argument("--instructor", required=True, help="the instructor folder written by make")
     args = p.parse_args(argv)
     if args.command == "make":
+        if (Path(args.out) / INSTRUCTOR / SECRET).exists() and not args.force:
+            p.error(f"{args.out} already holds a capstone: its secret would be lost "
+                    "(choose another --out, or --force)")
         secret = make(args.task, args.seed, args.out, family=args.family, profile=args.profile)
         r = secret.received
         print(f"{args.out}/{STUDENTS}: hand this folder to the students")

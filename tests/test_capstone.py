@@ -267,6 +267,9 @@ def test_the_command_line(made, tmp_path, monkeypatch, capsys):
     assert capstone.main(["make", "--task", "faces", "--seed", "3", "--out", str(tmp_path)]) == 0
     assert calls == [(("faces", 3, str(tmp_path)), {"family": None, "profile": "quick"})]
     assert "hand this folder to the students" in capsys.readouterr().out
+    with pytest.raises(SystemExit):     # a capstone is there: its secret would be lost
+        capstone.main(["make", "--out", str(out)])
+    assert "already holds a capstone" in capsys.readouterr().err
     monkeypatch.setattr(capstone, "load_task", lambda name, root=None: task)
     args = ["--instructor", str(out / "instructor")]
     assert capstone.main(["grade", str(out / "students" / "model.safetensors")] + args) == 1
