@@ -90,3 +90,20 @@ RELEASE_ARGS ?= --profiles quick --seeds 0
 .PHONY: release
 release: install
 	$(PYTHON) -m fpcore.release build $(RELEASE_ARGS)
+
+# The findings over several seeds (fpcore/study.py): trains and defends a few hundred
+# networks, hours on 2 CPU cores, so it is not part of `make test`. Each part runs in
+# STUDY_JOBS processes (one per core) and resumes where it stopped; `collect` writes the
+# committed results files fpcore/results/<part>.json that chapters 06-10 read.
+STUDY_PARTS ?= seeds recipe phases budget
+STUDY_JOBS  ?= 2
+.PHONY: study
+study: install
+	@for part in $(STUDY_PARTS); do \
+	  pids=""; \
+	  for i in $$(seq 0 $$(($(STUDY_JOBS) - 1))); do \
+	    $(PYTHON) -m fpcore.study run $$part --shard $$i/$(STUDY_JOBS) --threads 1 & pids="$$pids $$!"; \
+	  done; \
+	  for p in $$pids; do wait $$p || exit 1; done; \
+	done
+	$(PYTHON) -m fpcore.study collect $(STUDY_PARTS)

@@ -34,7 +34,7 @@ MAX_DROP = 10.0
 class CaseStudy:
     """Everything that makes a task: its data, network, attack and settings."""
     name: str
-    load: Callable[[Path], Task]              # data root -> Task
+    load: Callable[..., Task]                 # (data root, budget=...) -> Task
     model: type                               # a PrunableNet subclass: model(num_classes)
     attack: Callable[[], Attack]              # the paper's attack on this task
     poison_rate: float                        # poisoned copies, as a share of the training split
@@ -77,9 +77,15 @@ def case_study(task) -> CaseStudy:
     return CASES[name]
 
 
-def load_task(name: str, root: Optional[Path] = None) -> Task:
-    """Load a case study's data by name: 'signs', 'faces', 'speech' (or 'orl', a tiny face set)."""
-    return case_study(name).load(Path(root) if root else data.data_root())
+def load_task(name: str, root: Optional[Path] = None, budget: Optional[float] = None) -> Task:
+    """Load a case study's data by name: 'signs', 'faces', 'speech' (or 'orl', a tiny face set).
+
+    `budget` is the defender's share of the training pool, held out as the clean
+    validation split (default `fpcore.data.BUDGET`, 10 %); the trainer gets the rest.
+    """
+    root = Path(root) if root else data.data_root()
+    case = case_study(name)
+    return case.load(root) if budget is None else case.load(root, budget=budget)
 
 
 def build_model(task) -> PrunableNet:

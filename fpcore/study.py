@@ -1,0 +1,370 @@
+"""The findings behind chapters 06-10, over several seeds: the experiments and their results.
+
+One training run can mislead (chapter 09's seed exercise shows verdicts that
+flip with the seed), so the book's claims come from several runs. They cost
+more than a book build may spend, so they run here, from their own command,
+and write a results file that is committed with the code:
+
+    python -m fpcore.study run seeds      # every task x model x defense, seeds 0-2
+    python -m fpcore.study run budget     # the defender's data budget, 1 % to 40 %
+    python -m fpcore.study run recipe     # the course's fine-tuning against BackdoorBench's
+    python -m fpcore.study run phases     # when is a backdoor dormant? (the paper's phase 2)
+    python -m fpcore.study collect        # join the parts into fpcore/results/*.json
+
+`make study` does all of it. A part can be split across processes
+(`--shard 0/2` and `--shard 1/2`, one per core); every row is appended to a
+work file as soon as it is measured, and a rerun skips the rows already there,
+so an interrupted study resumes. Models go to fpcore's cache: the seeds part
+measures exactly the networks the book trains, so a chapter can recompute
+seed 0 live and check it against the file.
+
+The chapters read the files with `results(part)` and summarise them with
+`over_seeds`. Each file records the code hash, the machine and the date; a
+chapter says so when the code has changed since (`stale`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable, Optional
+
+import numpy as np
+
+RESULTS = Path(__file__).with_name("results")   # committed: the chapters read these
+SEEDS = (0, 1, 2)
+TASKS = ("signs", "faces", "speech")
+KINDS = ("clean", "badnet", "pruning_aware")
+DEFENSES = ("none", "pruning", "fine_tuning", "fine_pruning")
+BUDGETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.4)
+# BackdoorBench's fine-tuning (its defense configs for fine-tuning and fine-pruning):
+# SGD, lr 0.01, momentum 0.9, weight decay 5e-4, cosine schedule, 100 epochs, batch 128.
+RECIPES = {"course": {},
+           "backdoorbench": dict(epochs=100, lr=0.01, batch_size=128, optimizer="sgd",
+                                 weight_decay=5e-4)}
+
+
+def work_dir() -> Path:
+    """Where a running study appends its rows: _build/study/ in a checkout."""
+    from .data import project_root
+    root = project_root() or Path.cwd()
+    return root / "_build" / "study"
+
+
+# ----------------------------------------------------------------- measuring
+def _metrics(model, task, attack, prefix="") -> dict:
+    from .train import evaluate
+    test, val = evaluate(model, task, attack, "test"), evaluate(model, task, None, "val")
+    return {f"{prefix}acc": test["acc"], f"{prefix}asr": test["asr"],
+            f"{prefix}val_acc": val["acc"]}
+
+
+def defended_row(task, kind: str, seed: int, defense: str, profile: str = "quick") -> dict:
+    """One network after one defense (the book's cached networks): test and validation numbers."""
+    from .cases import default_attack
+    from .zoo import defended_model, trained_model
+    start = time.perf_counter()
+    if defense == "none":
+        model, k = trained_model(task, kind, profile, seed, progress=False), 0
+    else:
+        model = defended_model(task, kind, defense, profile, seed, progress=False)
+        k = int(model.pruned)
+    return dict(_metrics(model, task, default_attack(task)), k=k,
+                seconds=round(time.perf_counter() - start, 1))
+
+
+def recipe_row(task, kind: str, seed: int, defense: str, recipe: str,
+               profile: str = "quick") -> dict:
+    """Fine-tuning or fine-pruning with one recipe, timed (the received network is cached)."""
+    from .cases import default_attack
+    from .defenses import fine_prune, fine_tune
+    from .zoo import trained_model
+    received = trained_model(task, kind, profile, seed, progress=False)
+    start = time.perf_counter()
+    run = fine_tune if defense == "fine_tuning" else fine_prune
+    out = run(received, task, profile=profile, seed=seed, progress=False, **RECIPES[recipe])
+    seconds = time.perf_counter() - start
+    return dict(_metrics(out.model, task, default_attack(task)), k=out.k,
+                seconds=round(seconds, 1))
+
+
+# The phase-2 search: what might make a backdoor's channels dormant on clean data?
+# Each configuration changes one thing of the signs BadNets attack (quick profile).
+PHASE_CONFIGS = {
+    "baseline": {},
+    "small sticker (10 %)": dict(size=0.1),
+    "large sticker (35 %)": dict(size=0.35),
+    "grey sticker (low contrast)": dict(color=(150, 150, 110)),
+    "poison 0.5 %": dict(rate=0.005),
+    "poison 10 %": dict(rate=0.10),
+    "narrow conv4 (32)": dict(width=32),
+    "wide conv4 (128)": dict(width=128),
+    "3x training": dict(epochs=24),
+    "no weight decay": dict(weight_decay=0.0),
+    "strong weight decay (5e-3)": dict(weight_decay=5e-3),
+    "full profile": dict(profile="full"),
+}
+
+
+def phase_row(config: str, seed: int, task_name: str = "signs") -> dict:
+    """Train one configuration, sweep pruning, and say whether phase 2 appears.
+
+    Phase 2 (the paper): pruning channels dormant on clean data makes the ASR fall
+    while clean accuracy holds. We look at the whole curve, ranked on the
+    validation split: the lowest ASR while validation accuracy is within 4 and
+    within 10 points of the unpruned network's.
+    """
+    from functools import partial
+
+    from .cases import case_study, hyper, load_task
+    from .prune import channel_activity, prune_curve, prune_order
+    from .train import device, evaluate, fit, seed_everything
+    from .triggers import Attack
+    c = dict(PHASE_CONFIGS[config])
+    task = load_task(task_name)
+    case = case_study(task)
+    base = case.attack()
+    stamp_args = {k: c.pop(k) for k in ("size", "color") if k in c}
+    attack = Attack(base.name, partial(base.stamp, **stamp_args) if stamp_args else base.stamp,
+                    base.relabel, base.sources)
+    settings = {**hyper(task, c.pop("profile", "quick")), **c}
+    rate, width = settings.pop("rate", case.poison_rate), settings.pop("width", None)
+    start = time.perf_counter()
+    seed_everything(seed)
+    model = (case.model(task.num_classes, width) if width else case.model(task.num_classes))
+    model = fit(model.to(device()), task, attack, rate=rate, seed=seed, progress=False,
+                **settings)
+    seconds = time.perf_counter() - start
+    order = prune_order(channel_activity(model, task, "val"))
+    curve = prune_curve(model, task, attack, order=order)
+    drop = 100 * (curve.acc["val"][0] - curve.acc["val"])
+    low = lambda pts: float(curve.asr[drop <= pts].min())
+    return dict(acc=evaluate(model, task, attack)["acc"], asr=float(curve.asr[0]),
+                asr_within_4=low(4), asr_within_10=low(10), channels=model.channels,
+                val_acc_curve=[round(float(a), 4) for a in curve.acc["val"]],
+                asr_curve=[round(float(a), 4) for a in curve.asr],
+                seconds=round(seconds, 1))
+
+
+# ----------------------------------------------------------------- the parts
+@dataclass(frozen=True)
+class Part:
+    """An experiment: its jobs (dicts of parameters, grouped so a shard reuses its models)."""
+    name: str
+    groups: tuple          # each group: a tuple of jobs run by one shard, in order
+
+    def jobs(self, shard: int = 0, shards: int = 1) -> list:
+        return [job for i, group in enumerate(self.groups) if i % shards == shard
+                for job in group]
+
+
+def _part(name: str, seeds=SEEDS) -> Part:
+    if name == "seeds":
+        groups = [tuple(dict(task=t, seed=s, kind=k, defense=d, budget=0.1)
+                        for k in KINDS for d in DEFENSES) for t in TASKS for s in seeds]
+    elif name == "budget":
+        groups = [tuple(dict(task=t, seed=s, kind=k, defense=d, budget=b)
+                        for k in KINDS for d in DEFENSES)
+                  for b in BUDGETS if b != 0.1 for t in TASKS for s in seeds]
+    elif name == "recipe":
+        groups = [tuple(dict(task=t, seed=s, kind=k, defense=d, recipe=r)
+                        for k in ("badnet", "pruning_aware")
+                        for d in ("fine_tuning", "fine_pruning") for r in RECIPES)
+                  for t in TASKS for s in seeds]
+    elif name == "phases":
+        groups = [tuple(dict(config=c, seed=s) for c in PHASE_CONFIGS) for s in seeds[:2]]
+    else:
+        raise ValueError(f"unknown study part {name!r}: choose one of {', '.join(PARTS)}")
+    return Part(name, tuple(groups))
+
+
+PARTS = ("seeds", "budget", "recipe", "phases")
+
+
+def _task(name: str, budget: float, cache: dict):
+    from .cases import load_task
+    key = (name, budget)
+    if key not in cache:
+        cache[key] = load_task(name, budget=None if budget == 0.1 else budget)
+    return cache[key]
+
+
+def measure(job: dict, tasks: dict) -> dict:
+    """Run one job of any part; returns its measured numbers."""
+    if "config" in job:
+        return phase_row(job["config"], job["seed"])
+    task = _task(job["task"], job.get("budget", 0.1), tasks)
+    sizes = dict(n_train=len(task.train), n_val=len(task.val), n_test=len(task.test))
+    if "recipe" in job:
+        return {**recipe_row(task, job["kind"], job["seed"], job["defense"], job["recipe"]),
+                **sizes}
+    return {**defended_row(task, job["kind"], job["seed"], job["defense"]), **sizes}
+
+
+def _key(job: dict) -> str:
+    return json.dumps(job, sort_keys=True)
+
+
+def run(part: str, shard: int = 0, shards: int = 1, seeds=SEEDS, log=print) -> Path:
+    """Measure every job of a part's shard not yet in its work file; returns the file."""
+    from .store import code_hash
+    code = code_hash()
+    out = work_dir() / f"{part}-{shard}of{shards}.jsonl"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    done = {_key(r["job"]) for r in _read_jsonl(out) if r["code"] == code}
+    tasks: dict = {}
+    jobs = _part(part, seeds).jobs(shard, shards)
+    for i, job in enumerate(jobs):
+        if _key(job) in done:
+            continue
+        row = {"job": job, "code": code, **measure(job, tasks)}
+        with out.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+        log(f"[{part} {shard}/{shards}] {i + 1}/{len(jobs)} {job}: "
+            + ", ".join(f"{k} {v:.3f}" for k, v in row.items()
+                        if k in ("acc", "asr", "asr_within_10") and v is not None))
+    return out
+
+
+def _read_jsonl(path: Path) -> list:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def machine() -> dict:
+    import torch
+    return dict(date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                python=platform.python_version(), torch=torch.__version__,
+                cpu=platform.processor() or platform.machine(),
+                device="cuda" if torch.cuda.is_available() else "cpu")
+
+
+def collect(part: str, seeds=SEEDS) -> Path:
+    """Join a part's work files into fpcore/results/<part>.json (rows of the current code only)."""
+    from .store import code_hash
+    code = code_hash()
+    rows = {}
+    for path in sorted(work_dir().glob(f"{part}-*.jsonl")):
+        for r in _read_jsonl(path):
+            if r["code"] == code:
+                rows[_key(r["job"])] = r
+    jobs = _part(part, seeds).jobs()
+    missing = [j for j in jobs if _key(j) not in rows]
+    if missing:
+        raise RuntimeError(f"study part {part!r}: {len(missing)} of {len(jobs)} jobs have no row "
+                           f"for this code (first: {missing[0]}); run `python -m fpcore.study "
+                           f"run {part}` first")
+    flat = [{**r["job"], **{k: v for k, v in r.items() if k not in ("job", "code")}}
+            for r in (rows[_key(j)] for j in jobs)]
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"{part}.json"
+    out.write_text(json.dumps({"part": part, "code": code, "seeds": list(seeds),
+                               "machine": machine(), "rows": flat}, indent=0) + "\n",
+                   encoding="utf-8")
+    return out
+
+
+# ----------------------------------------------------------------- reading, for the chapters
+def results(part: str) -> dict:
+    """A committed results file: {'part', 'code', 'seeds', 'machine', 'rows'}."""
+    path = RESULTS / f"{part}.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run `make study` (or `python -m fpcore.study "
+                                f"run {part}` then `collect {part}`) to measure it")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def stale(part: str) -> bool:
+    """Has the training code changed since the file was measured?"""
+    from .store import code_hash
+    return results(part)["code"] != code_hash()
+
+
+def select(rows: Iterable[dict], **where) -> list:
+    """The rows whose fields equal every given value."""
+    return [r for r in rows if all(r.get(k) == v for k, v in where.items())]
+
+
+@dataclass(frozen=True)
+class OverSeeds:
+    """One metric over the seeds: the values, their mean, minimum and maximum."""
+    values: tuple
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.values))
+
+    @property
+    def min(self) -> float:
+        return float(np.min(self.values))
+
+    @property
+    def max(self) -> float:
+        return float(np.max(self.values))
+
+    def count(self, test) -> int:
+        """In how many runs `test(value)` holds ("removed in 3 of 3 runs")."""
+        return sum(bool(test(v)) for v in self.values)
+
+    def __str__(self) -> str:
+        """Percent: '83.4 (80.1-86.0)'."""
+        return f"{100 * self.mean:.1f} ({100 * self.min:.1f}-{100 * self.max:.1f})"
+
+
+def over_seeds(rows: Iterable[dict], metric: str, **where) -> OverSeeds:
+    """A metric of the rows matching `where`, one value per seed, sorted by seed."""
+    picked = sorted(select(rows, **where), key=lambda r: r["seed"])
+    if not picked:
+        raise KeyError(f"no results row matches {where}")
+    return OverSeeds(tuple(r[metric] for r in picked))
+
+
+def binomial_interval(successes: int, n: int, z: float = 1.96) -> tuple:
+    """Wilson's 95 % interval for a proportion measured on n inputs."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+# ----------------------------------------------------------------- the command line
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m fpcore.study", description=__doc__.split("\n\n")[0],
+                                epilog=__doc__.split("\n\n")[2],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="measure a part (resumes where it stopped)")
+    r.add_argument("part", choices=PARTS)
+    r.add_argument("--shard", default="0/1", help="i/n: this process runs every n-th group")
+    r.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
+    c = sub.add_parser("collect", help="write fpcore/results/<part>.json from the work files")
+    c.add_argument("parts", nargs="*", default=list(PARTS))
+    for q in (r, c):
+        q.add_argument("--seeds", nargs="*", type=int, default=list(SEEDS))
+    args = p.parse_args(argv)
+    if args.command == "run":
+        import torch
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        shard, shards = (int(v) for v in args.shard.split("/"))
+        run(args.part, shard, shards, tuple(args.seeds), log=lambda m: print(m, flush=True))
+        return 0
+    for part in args.parts:
+        print(collect(part, tuple(args.seeds)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""fpcore.study: the multi-seed experiments' bookkeeping (no training here).
+
+The experiments themselves train dozens of networks (`make study`); these tests
+check what the chapters rely on: every job is run once whatever the sharding,
+an interrupted run resumes, rows of older code are not mixed in, and the
+summaries over seeds are right.
+"""
+import json
+
+import pytest
+
+from fpcore import study
+
+
+def test_shards_split_the_jobs_without_overlap_or_loss():
+    for name in study.PARTS:
+        part = study._part(name)
+        everything = [study._key(j) for j in part.jobs()]
+        assert len(everything) == len(set(everything)), name
+        split = [study._key(j) for s in range(3) for j in part.jobs(s, 3)]
+        assert sorted(split) == sorted(everything), name
+
+
+def test_the_parts_have_what_the_findings_need():
+    seeds = study._part("seeds").jobs()
+    assert {(j["task"], j["kind"], j["defense"]) for j in seeds} == {
+        (t, k, d) for t in study.TASKS for k in study.KINDS for d in study.DEFENSES}
+    assert {j["seed"] for j in seeds} == set(study.SEEDS) and len(study.SEEDS) >= 3
+    budgets = {j["budget"] for j in study._part("budget").jobs()} | {0.1}
+    assert len(budgets) >= 5 and min(budgets) <= 0.01 and max(budgets) >= 0.4
+    phases = study._part("phases").jobs()
+    assert len({j["config"] for j in phases}) >= 12 and len({j["seed"] for j in phases}) >= 2
+    assert {j["recipe"] for j in study._part("recipe").jobs()} == {"course", "backdoorbench"}
+
+
+@pytest.fixture
+def fake(tmp_path, monkeypatch):
+    """A study whose measurements are made up, with its files in tmp_path."""
+    monkeypatch.setattr(study, "work_dir", lambda: tmp_path / "work")
+    monkeypatch.setattr(study, "RESULTS", tmp_path / "results")
+    calls = []
+
+    def measure(job, tasks):
+        calls.append(job)
+        return {"acc": 0.9, "asr": 0.1 * job["seed"]}
+    monkeypatch.setattr(study, "measure", measure)
+    return calls
+
+
+def test_run_resumes_and_collect_joins_the_shards(fake, monkeypatch):
+    n = len(study._part("seeds").jobs())
+    study.run("seeds", 0, 2, log=lambda m: None)
+    first = len(fake)
+    assert 0 < first < n
+    study.run("seeds", 0, 2, log=lambda m: None)          # nothing left to do in shard 0
+    assert len(fake) == first
+    with pytest.raises(RuntimeError, match="run seeds"):   # shard 1 has not run
+        study.collect("seeds")
+    study.run("seeds", 1, 2, log=lambda m: None)
+    assert len(fake) == n
+    data = json.loads(study.collect("seeds").read_text())
+    assert len(data["rows"]) == n and data["machine"]["date"]
+    assert study.over_seeds(data["rows"], "asr", task="faces", kind="badnet",
+                            defense="none").values == pytest.approx((0.0, 0.1, 0.2))
+
+
+def test_rows_of_other_code_are_measured_again(fake, monkeypatch):
+    study.run("phases", log=lambda m: None)
+    n = len(fake)
+    monkeypatch.setattr("fpcore.store.code_hash", lambda: "changed")
+    study.run("phases", log=lambda m: None)
+    assert len(fake) == 2 * n
+
+
+def test_over_seeds_and_its_counts():
+    rows = [dict(task="t", seed=s, asr=a) for s, a in [(2, 0.5), (0, 0.05), (1, 0.08)]]
+    o = study.over_seeds(rows, "asr", task="t")
+    assert o.values == (0.05, 0.08, 0.5)
+    assert o.count(lambda v: v <= 0.10) == 2 and o.n == 3
+    assert str(o) == "21.0 (5.0-50.0)"
+    with pytest.raises(KeyError, match="no results row"):
+        study.over_seeds(rows, "asr", task="u")
+
+
+def test_binomial_interval():
+    lo, hi = study.binomial_interval(9, 93)     # 9 of 93 stop signs
+    assert lo < 9 / 93 < hi and 0.04 < lo < 0.06 and 0.16 < hi < 0.19
+    assert study.binomial_interval(0, 93)[0] == 0.0
+    assert study.binomial_interval(93, 93)[1] == pytest.approx(1.0)
+
+
+def test_a_missing_results_file_says_what_to_run(tmp_path, monkeypatch):
+    monkeypatch.setattr(study, "RESULTS", tmp_path)
+    with pytest.raises(FileNotFoundError, match="make study"):
+        study.results("seeds")
