@@ -45,11 +45,16 @@ class CaseStudy:
     bfloat16: bool = True                     # bfloat16 autocast in training where the hardware has
                                               # it (fpcore.train.precision); False keeps float32
 
-    def settings(self) -> str:
-        """The entry's numbers as text: part of the model cache's key."""
-        return repr((self.name, self.model.__name__, self.poison_rate, sorted(self.train.items()),
-                     self.decoy_fraction, sorted(self.fine_tune.items()), self.max_drop,
-                     self.bfloat16))
+    def settings(self, defended: bool = True) -> str:
+        """The entry's numbers as text: part of the model cache's key.
+
+        The defender's settings (fine-tuning, threshold) decide defended networks
+        only: with `defended=False` they are left out, so changing the defense
+        does not retrain the networks it defends.
+        """
+        trainer = (self.name, self.model.__name__, self.poison_rate, sorted(self.train.items()),
+                   self.decoy_fraction, self.bfloat16)
+        return repr(trainer + ((sorted(self.fine_tune.items()), self.max_drop) if defended else ()))
 
 
 CASES: dict[str, CaseStudy] = {}

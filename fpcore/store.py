@@ -200,13 +200,15 @@ def code_hash(package: Path = PACKAGE) -> str:
     return h.hexdigest()[:12]
 
 
-def cache_key(task: Task) -> str:
+def cache_key(task: Task, defended: bool = True) -> str:
     """Code, data, settings and precision in one short hash: any change to one retrains.
 
     The precision (`fpcore.train.precision`: float32, or bfloat16 autocast and
     channels_last) is part of it, so FPCORE_FAST=0 never loads a fast-path model.
+    The defender's settings count for defended networks only (`defended`).
     """
-    parts = (code_hash(), task.fingerprint(), case_study(task).settings(), str(precision(task)))
+    parts = (code_hash(), task.fingerprint(), case_study(task).settings(defended),
+             str(precision(task)))
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:12]
 
 
@@ -219,7 +221,8 @@ def cache_dir() -> Path:
 
 
 def cache_path(task: Task, kind: str, profile: str, seed: int) -> Path:
-    return cache_dir() / f"{task.name}-{kind}-{profile}-s{seed}-{cache_key(task)}.safetensors"
+    key = cache_key(task, defended="+" in kind)        # "badnet+fine_pruning" is defended
+    return cache_dir() / f"{task.name}-{kind}-{profile}-s{seed}-{key}.safetensors"
 
 
 def cached(task: Task, kind: str, profile: str, seed: int, train_fn, device=None) -> PrunableNet:

@@ -17,12 +17,11 @@ model's arithmetic, so that is what the fast path speeds up
 - not torch.compile: on the course's CPUs it costs about a minute and a half
   per model to compile and trains no faster afterwards.
 
-One switch: `fit(..., fast=True)`, or FPCORE_FAST=1 in the environment
-(evaluation too). The fast path is OFF by default for now: its accuracy
-against float32 over three seeds per model has not been measured yet
-(`python -m bench.run --accuracy`), and the book's numbers and asserts were
-checked in float32. Off, fpcore computes exactly as before the fast path
-existed (contiguous float32). `precision(task)` says what is used.
+One switch: FPCORE_FAST=0 in the environment (or `fit(..., fast=False)`)
+turns the fast path off and fpcore computes exactly as before it existed
+(contiguous float32). It is on by default: over three seeds per model, its
+clean accuracy and ASR matched float32's within the seed-to-seed spread on
+every task (bench/RESULTS.md, "Accuracy"). `precision(task)` says what is used.
 """
 from __future__ import annotations
 
@@ -41,7 +40,7 @@ from .data import Split, Task
 from .triggers import Attack, TrainingSet, poison
 
 EVAL_BATCH = 1024
-FAST_ENV = "FPCORE_FAST"       # FPCORE_FAST=1 turns the fast path on
+FAST_ENV = "FPCORE_FAST"       # FPCORE_FAST=0 turns the fast path off
 
 
 def device() -> torch.device:
@@ -50,10 +49,10 @@ def device() -> torch.device:
 
 
 def fast_enabled(fast: Optional[bool] = None) -> bool:
-    """The fast path's one switch: `fast` when given, else $FPCORE_FAST (default off)."""
+    """The fast path's one switch: `fast` when given, else $FPCORE_FAST (default on)."""
     if fast is not None:
         return bool(fast)
-    return os.environ.get(FAST_ENV, "0").strip().lower() not in ("0", "false", "no", "off", "")
+    return os.environ.get(FAST_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 def bf16_supported(dev: torch.device) -> bool:

@@ -657,6 +657,21 @@ def test_cache_key_changes_with_the_data_and_the_settings(tmp_path, monkeypatch)
     assert store.cache_path(task, "clean", "quick", 0) != base, "another poisoning rate"
 
 
+def test_the_defenders_settings_key_defended_networks_only(tmp_path, monkeypatch):
+    """Another fine-tuning recipe or threshold re-defends, but does not retrain the
+    networks it defends."""
+    monkeypatch.setenv("FPCORE_CACHE", str(tmp_path))
+    task = image_task()
+    kinds = ("clean", "badnet", "badnet+fine_pruning", "pruning_aware+pruning")
+    before = {k: store.cache_path(task, k, "quick", 0) for k in kinds}
+    orl = fpcore.case_study("orl")
+    quicker = {**orl.fine_tune, "quick": {**orl.fine_tune["quick"], "epochs": 3}}
+    for change in (dict(fine_tune=quicker), dict(max_drop=4.0)):
+        monkeypatch.setitem(fpcore.cases.CASES, "orl", dataclasses.replace(orl, **change))
+        after = {k: store.cache_path(task, k, "quick", 0) for k in kinds}
+        assert [after[k] == before[k] for k in kinds] == [True, True, False, False], change
+
+
 def test_code_hash_is_derived_from_the_modules_that_train(tmp_path):
     """Editing a copy of any module zoo imports (directly or not) changes the hash;
     editing a module that only draws or formats (plots, chapter) does not."""
@@ -889,7 +904,7 @@ def test_fast_switch(monkeypatch):
     """One switch: fit(fast=...) or FPCORE_FAST; off means contiguous float32."""
     from fpcore.train import Precision, bf16_supported, fast_enabled, precision
     monkeypatch.delenv("FPCORE_FAST", raising=False)
-    assert not fast_enabled(), "off by default until its accuracy cost is measured"
+    assert fast_enabled(), "on by default: it costs no accuracy (bench/RESULTS.md)"
     assert fast_enabled(True) and not fast_enabled(False)
     monkeypatch.setenv("FPCORE_FAST", "1")
     assert fast_enabled()
@@ -904,7 +919,7 @@ def test_fast_switch(monkeypatch):
     # the environment and the argument select the same training
     task = image_task(n_classes=5, n=(60, 30, 30), seed=10)
     by_env = train_once(task, 0)
-    monkeypatch.delenv("FPCORE_FAST")
+    monkeypatch.setenv("FPCORE_FAST", "1")
     by_arg = train_once(task, 0, fast=False)
     assert all(torch.equal(p, q) for p, q in zip(by_env.parameters(), by_arg.parameters()))
     fast = train_once(task, 0, fast=True)
