@@ -41,7 +41,9 @@ SEEDS = (0, 1, 2)
 TASKS = ("signs", "faces", "speech")
 KINDS = ("clean", "badnet", "pruning_aware")
 DEFENSES = ("none", "pruning", "fine_tuning", "fine_pruning")
-BUDGETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.4)
+BUDGETS = (0.01, 0.05, 0.1, 0.2, 0.4)
+THRESHOLDS = (2.0, 4.0)                          # fine-pruning's, next to the default 10 points
+LEARNING_RATES = (0.001, 0.003, 0.01, 0.03, 0.1)  # fine-tuning's (the course's default: 0.01)
 # BackdoorBench's fine-tuning (its defense configs for fine-tuning and fine-pruning):
 # SGD, lr 0.01, momentum 0.9, weight decay 5e-4, cosine schedule, 100 epochs, batch 128.
 RECIPES = {"course": {},
@@ -78,19 +80,61 @@ def defended_row(task, kind: str, seed: int, defense: str, profile: str = "quick
                 seconds=round(time.perf_counter() - start, 1))
 
 
-def recipe_row(task, kind: str, seed: int, defense: str, recipe: str,
-               profile: str = "quick") -> dict:
-    """Fine-tuning or fine-pruning with one recipe, timed (the received network is cached)."""
+def recipe_row(task, kind: str, seed: int, defense: str, recipe: str = "course",
+               profile: str = "quick", max_drop: Optional[float] = None,
+               check: bool = False, **overrides) -> dict:
+    """Fine-tuning or fine-pruning with one recipe (plus `overrides`), timed.
+
+    The received network comes from the cache. With `check`, the defender keeps
+    a fifth of its validation split aside (`check_split`) and defends with the
+    rest; the row then also has the check slice's accuracy before and after,
+    the clean cost the defender can see without the test split.
+    """
     from .cases import default_attack
     from .defenses import fine_prune, fine_tune
+    from .train import evaluate
     from .zoo import trained_model
     received = trained_model(task, kind, profile, seed, progress=False)
+    used, extra = task, {}
+    if check:
+        used, held = check_split(task)
+        extra["check_before"] = evaluate(received, held, None, "val")["acc"]
+    settings = {**RECIPES[recipe], **overrides}
+    if defense == "fine_pruning" and max_drop is not None:
+        settings["max_drop"] = max_drop
     start = time.perf_counter()
     run = fine_tune if defense == "fine_tuning" else fine_prune
-    out = run(received, task, profile=profile, seed=seed, progress=False, **RECIPES[recipe])
+    out = run(received, used, profile=profile, seed=seed, progress=False, **settings)
     seconds = time.perf_counter() - start
+    if check:
+        extra["check_after"] = evaluate(out.model, held, None, "val")["acc"]
     return dict(_metrics(out.model, task, default_attack(task)), k=out.k,
-                seconds=round(seconds, 1))
+                seconds=round(seconds, 1), **extra)
+
+
+CHECK_SHARE = 0.2      # of the defender's validation split, kept aside to see the clean cost
+
+
+def check_split(task):
+    """The defender's data in two: (task whose val is 80 % of it, task whose val is the rest).
+
+    Fine-tuning on the validation split turns its accuracy into training accuracy,
+    so the defender cannot read the clean cost there. A check slice the defense
+    never touches can. Fixed per task (not per run), drawn per class.
+    """
+    from dataclasses import replace
+
+    import torch
+    from .data import SPLIT_SEED
+    g = torch.Generator().manual_seed(SPLIT_SEED)
+    y = task.val.y
+    held = torch.zeros(len(y), dtype=torch.bool)
+    for c in y.unique():
+        rows = (y == c).nonzero().flatten()
+        rows = rows[torch.randperm(len(rows), generator=g)]
+        held[rows[: int(round(CHECK_SHARE * len(rows)))]] = True
+    keep = lambda m: task.val.subset(m.nonzero().flatten())
+    return replace(task, val=keep(~held)), replace(task, val=keep(held))
 
 
 # The phase-2 search: what might make a backdoor's channels dormant on clean data?
@@ -165,16 +209,23 @@ class Part:
 
 def _part(name: str, seeds=SEEDS) -> Part:
     if name == "seeds":
-        groups = [tuple(dict(task=t, seed=s, kind=k, defense=d, budget=0.1)
-                        for k in KINDS for d in DEFENSES) for t in TASKS for s in seeds]
+        # the book's networks and defenses; fine-pruning with stricter thresholds
+        groups = [tuple([dict(task=t, seed=s, kind=k, defense=d, budget=0.1)
+                         for k in KINDS for d in DEFENSES]
+                        + [dict(task=t, seed=s, kind=k, defense="fine_pruning", max_drop=m)
+                           for k in KINDS for m in THRESHOLDS])
+                  for t in TASKS for s in seeds]
     elif name == "budget":
         groups = [tuple(dict(task=t, seed=s, kind=k, defense=d, budget=b)
-                        for k in KINDS for d in DEFENSES)
+                        for k in ("badnet", "pruning_aware") for d in DEFENSES)
                   for b in BUDGETS if b != 0.1 for t in TASKS for s in seeds]
     elif name == "recipe":
-        groups = [tuple(dict(task=t, seed=s, kind=k, defense=d, recipe=r)
-                        for k in ("badnet", "pruning_aware")
-                        for d in ("fine_tuning", "fine_pruning") for r in RECIPES)
+        # the two recipes side by side; then the learning rate, seen through a check slice
+        groups = [tuple([dict(task=t, seed=s, kind=k, defense=d, recipe=r)
+                         for k in ("badnet", "pruning_aware")
+                         for d in ("fine_tuning", "fine_pruning") for r in RECIPES]
+                        + [dict(task=t, seed=s, kind=k, defense="fine_tuning", lr=lr, check=True)
+                           for k in KINDS for lr in LEARNING_RATES])
                   for t in TASKS for s in seeds]
     elif name == "phases":
         groups = [tuple(dict(config=c, seed=s) for c in PHASE_CONFIGS) for s in seeds[:2]]
@@ -200,9 +251,9 @@ def measure(job: dict, tasks: dict) -> dict:
         return phase_row(job["config"], job["seed"])
     task = _task(job["task"], job.get("budget", 0.1), tasks)
     sizes = dict(n_train=len(task.train), n_val=len(task.val), n_test=len(task.test))
-    if "recipe" in job:
-        return {**recipe_row(task, job["kind"], job["seed"], job["defense"], job["recipe"]),
-                **sizes}
+    extra = {k: job[k] for k in ("recipe", "max_drop", "check", "lr") if k in job}
+    if extra:
+        return {**recipe_row(task, job["kind"], job["seed"], job["defense"], **extra), **sizes}
     return {**defended_row(task, job["kind"], job["seed"], job["defense"]), **sizes}
 
 

@@ -30,7 +30,10 @@ def test_the_parts_have_what_the_findings_need():
     assert len(budgets) >= 5 and min(budgets) <= 0.01 and max(budgets) >= 0.4
     phases = study._part("phases").jobs()
     assert len({j["config"] for j in phases}) >= 12 and len({j["seed"] for j in phases}) >= 2
-    assert {j["recipe"] for j in study._part("recipe").jobs()} == {"course", "backdoorbench"}
+    recipe = study._part("recipe").jobs()
+    assert {j.get("recipe") for j in recipe} == {"course", "backdoorbench", None}
+    assert len({j["lr"] for j in recipe if "lr" in j}) >= 4
+    assert {j["max_drop"] for j in seeds if "max_drop" in j} == {2.0, 4.0}
 
 
 @pytest.fixture
@@ -93,3 +96,20 @@ def test_a_missing_results_file_says_what_to_run(tmp_path, monkeypatch):
     monkeypatch.setattr(study, "RESULTS", tmp_path)
     with pytest.raises(FileNotFoundError, match="make study"):
         study.results("seeds")
+
+
+def test_the_check_slice_is_a_fixed_fifth_of_every_class():
+    import torch
+
+    from fpcore.data import Split, Task
+    y = torch.arange(5).repeat_interleave(10)
+    x = torch.arange(50, dtype=torch.uint8).view(50, 1, 1, 1)
+    empty = Split(x[:0], y[:0])
+    task = Task("t", list("abcde"), empty, Split(x, y), empty, lambda b: b.float(), (1, 1, 1))
+    used, held = study.check_split(task)
+    assert len(used.val) == 40 and len(held.val) == 10
+    assert torch.bincount(held.val.y).tolist() == [2] * 5
+    seen = sorted(used.val.x.flatten().tolist() + held.val.x.flatten().tolist())
+    assert seen == list(range(50)), "the two parts split the validation split"
+    again = study.check_split(task)[1]
+    assert torch.equal(again.val.x, held.val.x), "the same slice every time"
