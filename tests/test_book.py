@@ -156,6 +156,27 @@ def test_chapter_follows_conventions(entry):
         assert url.rstrip("/") == repo_url, f"{url} is not the repository url of _config.yml"
 
 
+SOLUTION = re.compile(r"^(?P<fence>`{3,})\{solution\}[^\n]*\n(?P<body>.*?)^(?P=fence)[ \t]*$", re.M | re.S)
+RUN_REPORT = re.compile(r"when we ran|we ran it|in our run|when we tried", re.I)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "chapters").glob("*.md")), ids=lambda p: p.name)
+def test_solutions_quote_no_run_outcomes(path):
+    """Solutions are not executed, so an outcome they quote ("When we ran it, the ASR...")
+    is never checked by the build and goes stale. A solution says what to compare and
+    how to read it; a claim about a run belongs in a code cell with an assert."""
+    source = path.read_text(encoding="utf-8")
+    solutions = SOLUTION.findall(source)
+    assert len(solutions) == len(re.findall(r"^`{3,}\{solution\}", source, re.M)), (
+        "a {solution} block the pattern did not find")
+    for _, body in solutions:
+        hit = RUN_REPORT.search(body)
+        assert not hit, (
+            f"a solution quotes a run ({hit.group(0)!r}: ...{body[max(0, hit.start() - 60):hit.end() + 60]!r}...). "
+            "Solutions are not executed, so run outcomes they quote are never checked: "
+            "say what the student should compare and why, or move the claim into an asserted code cell")
+
+
 def test_repository_url_agrees_with_config():
     """_config.yml names the repository; every other mention must agree with it."""
     repo_url, branch = repository()
