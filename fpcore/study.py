@@ -380,6 +380,45 @@ def over_seeds(rows: Iterable[dict], metric: str, **where) -> OverSeeds:
     return OverSeeds(tuple(r[metric] for r in picked))
 
 
+def verdicts(rows: Iterable[dict], defense: str, **where) -> dict:
+    """Per seed, what `defense` did to the backdoor (fpcore.chapter.verdict words).
+
+    Compares each seed's ASR after the defense with the same seed's undefended
+    ASR. Returns {verdict: number of runs}, e.g. {'removes': 3}.
+    """
+    from .chapter import verdict
+    rows = list(rows)
+    after = sorted(select(rows, defense=defense, **where), key=lambda r: r["seed"])
+    before = {r["seed"]: r["asr"] for r in select(rows, defense="none", **where)}
+    if not after:
+        raise KeyError(f"no results row matches defense={defense!r}, {where}")
+    counts: dict = {}
+    for r in after:
+        v = verdict(r["asr"], before[r["seed"]])
+        counts[v] = counts.get(v, 0) + 1
+    return counts
+
+
+def in_runs(counts: dict) -> str:
+    """{'removes': 2, 'weakens': 1} -> 'removes it in 2 of 3 runs and weakens it in 1'."""
+    n = sum(counts.values())
+    order = ("removes", "weakens", "does not remove")
+    parts = [(v, counts[v]) for v in order if counts.get(v)]
+    text = [f"{v} it in {c} of {n} runs" if i == 0 else f"{v} it in {c}"
+            for i, (v, c) in enumerate(parts)]
+    return text[0] if len(text) == 1 else ", ".join(text[:-1]) + " and " + text[-1]
+
+
+def agrees(value: float, spread: "OverSeeds", slack: float = 0.02) -> bool:
+    """Is a live measurement within the seeds' range, give or take `slack`?
+
+    A chapter recomputes seed 0 and checks it against the committed file: on the
+    machine that wrote the file they are equal; elsewhere (another CPU, a GPU)
+    floating point differs a little, and the seeds' range is the yardstick.
+    """
+    return spread.min - slack <= value <= spread.max + slack
+
+
 def binomial_interval(successes: int, n: int, z: float = 1.96) -> tuple:
     """Wilson's 95 % interval for a proportion measured on n inputs."""
     if n == 0:

@@ -113,3 +113,16 @@ def test_the_check_slice_is_a_fixed_fifth_of_every_class():
     assert seen == list(range(50)), "the two parts split the validation split"
     again = study.check_split(task)[1]
     assert torch.equal(again.val.x, held.val.x), "the same slice every time"
+
+
+def test_verdicts_over_seeds_in_words():
+    rows = [dict(task="t", seed=s, defense="none", asr=1.0) for s in range(3)]
+    rows += [dict(task="t", seed=0, defense="fp", asr=0.05), dict(task="t", seed=1, defense="fp", asr=0.5),
+             dict(task="t", seed=2, defense="fp", asr=0.95)]
+    counts = study.verdicts(rows, "fp", task="t")
+    assert counts == {"removes": 1, "weakens": 1, "does not remove": 1}
+    assert study.in_runs(counts) == ("removes it in 1 of 3 runs, weakens it in 1 "
+                                     "and does not remove it in 1")
+    assert study.in_runs({"removes": 3}) == "removes it in 3 of 3 runs"
+    spread = study.over_seeds(rows, "asr", defense="fp")
+    assert study.agrees(0.06, spread) and not study.agrees(0.99, spread)
