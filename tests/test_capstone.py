@@ -293,10 +293,10 @@ def need_speech() -> None:
 
 
 # The instructor's network trains for 8 epochs instead of the quick profile's 15
-# (half the time; on seed 0 the backdoor still works: ASR ~94 %). The student
-# fine-tunes for 30 epochs instead of 20: on speech the longer fine-tuning wins
-# back a point or two of clean accuracy (seed 0: 3.3 points down after 20 epochs,
-# 1.7 after 30), so the repair passes with a margin.
+# (half the time; the backdoor still works). The student fine-tunes for 30 epochs
+# instead of 20: on speech the longer fine-tuning wins back a point or two of clean
+# accuracy. Seed 0 with the fast path (bf16): received 100 % clean / 91 % ASR,
+# repaired 96.7 % / 6.7 % against a bar of >= 96.0 % and <= 10 %.
 INSTRUCTOR_EPOCHS, STUDENT_EPOCHS = 8, 30
 
 
