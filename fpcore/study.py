@@ -431,6 +431,27 @@ def binomial_interval(successes: int, n: int, z: float = 1.96) -> tuple:
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
+
+# ----------------------------------------------------------------- chapters 08-09: an ASR's two uncertainties
+def asr_bounds(spread: OverSeeds, n: int) -> tuple:
+    """Where the runs' true ASRs may lie, as fractions.
+
+    Each run's ASR is measured on `n` triggered test inputs, so each has a Wilson
+    95 % interval; the bounds go from the lowest run's lower end to the highest
+    run's upper end. They hold the spread between training runs (min-max) and
+    the test set's own noise (the binomial interval) in one range.
+    """
+    ends = [binomial_interval(int(round(v * n)), n) for v in spread.values]
+    return min(lo for lo, _ in ends), max(hi for _, hi in ends)
+
+
+def asr_text(spread: OverSeeds, n: int) -> str:
+    """An ASR over the runs in words, percent: '38.7 % (runs 5.4-66.7, 95 % bounds 2.3-76.0)'."""
+    lo, hi = asr_bounds(spread, n)
+    return (f"{100 * spread.mean:.1f} % (runs {100 * spread.min:.1f}\u2013{100 * spread.max:.1f}, "
+            f"95 % bounds {100 * lo:.1f}\u2013{100 * hi:.1f})")
+
+
 # ----------------------------------------------------------------- the command line
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m fpcore.study", description=__doc__.split("\n\n")[0],

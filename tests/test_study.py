@@ -126,3 +126,14 @@ def test_verdicts_over_seeds_in_words():
     assert study.in_runs({"removes": 3}) == "removes it in 3 of 3 runs"
     spread = study.over_seeds(rows, "asr", defense="fp")
     assert study.agrees(0.06, spread) and not study.agrees(0.99, spread)
+
+
+def test_asr_bounds_hold_the_runs_and_the_test_sets_noise():   # chapters 08-09
+    spread = study.OverSeeds((0.0, 9 / 93, 0.5))
+    lo, hi = study.asr_bounds(spread, 93)
+    assert lo == 0.0 and hi > 0.5
+    assert hi == pytest.approx(study.binomial_interval(round(0.5 * 93), 93)[1])
+    one = study.OverSeeds((9 / 93,) * 3)
+    assert study.asr_bounds(one, 93) == pytest.approx(study.binomial_interval(9, 93))
+    assert study.asr_text(spread, 93).startswith("19.9 % (runs 0.0\u20135")
+    assert "95 % bounds 0.0\u2013" in study.asr_text(spread, 93)
