@@ -226,8 +226,8 @@ def _part(name: str, seeds=SEEDS) -> Part:
         groups = [tuple([dict(task=t, seed=s, kind=k, defense=d, recipe=r)
                          for k in ("badnet", "pruning_aware")
                          for d in ("fine_tuning", "fine_pruning") for r in RECIPES]
-                        + [dict(task=t, seed=s, kind=k, defense="fine_tuning", lr=lr, check=True)
-                           for k in KINDS for lr in LEARNING_RATES])
+                        + [dict(task=t, seed=s, kind="badnet", defense="fine_tuning", lr=lr,
+                                check=True) for lr in LEARNING_RATES])
                   for t in TASKS for s in seeds]
     elif name == "phases":
         groups = [tuple(dict(config=c, seed=s) for c in PHASE_CONFIGS) for s in seeds[:2]]
