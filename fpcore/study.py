@@ -223,8 +223,7 @@ def _part(name: str, seeds=SEEDS) -> Part:
                   for b in BUDGETS if b != 0.1 for t in TASKS for s in seeds]
     elif name == "recipe":
         # the two recipes side by side; then the learning rate, seen through a check slice
-        groups = [tuple([dict(task=t, seed=s, kind=k, defense=d, recipe=r)
-                         for k in ("badnet", "pruning_aware")
+        groups = [tuple([dict(task=t, seed=s, kind="badnet", defense=d, recipe=r)
                          for d in ("fine_tuning", "fine_pruning") for r in RECIPES]
                         + [dict(task=t, seed=s, kind="badnet", defense="fine_tuning", lr=lr,
                                 check=True) for lr in LEARNING_RATES])
