@@ -56,6 +56,9 @@ def parse_args(argv=None):
     p.add_argument("--report-only", action="store_true",
                    help="measure nothing: rewrite the report from the last run's numbers "
                         "(bench/_work/last-run.json) and the current bench/accuracy.json")
+    p.add_argument("--book-only", action="store_true",
+                   help="with --book or --cold-book: measure the book only and report it with the last "
+                        "run's other numbers (bench/_work/last-run.json)")
     p.add_argument("--child", nargs=2, metavar=("KIND", "TASK"), help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -382,7 +385,8 @@ def accuracy_section() -> str:
 def results_json(info, sweeps, trains, mem, bk) -> dict:
     """The numbers of RESULTS.md that matter, machine-readable (bench/results.json)."""
     old = json.loads(RESULTS_JSON.read_text()) if RESULTS_JSON.exists() else {}
-    cold = ({"cold_seconds": bk["cold_seconds"], "cold_date": info["date"]} if bk.get("cold_seconds")
+    cold = ({"cold_seconds": bk["cold_seconds"], "cold_date": bk.get("cold_date", info["date"])}
+            if bk.get("cold_seconds")
             else {k: old.get("book", {}).get(k) for k in ("cold_seconds", "cold_date")})
     return {
         "date": info["date"], "commit": info["commit"], "fpcore_code_hash": info["fpcore code hash"],
@@ -485,6 +489,7 @@ def main(argv=None) -> int:
                 os.environ["FPCORE_CACHE"] = before
         bk = book.read()
         bk["wall"] = bk["cold_seconds"] = wall
+        bk["cold_date"] = info["date"]
         phase_done("cold book build")
     elif args.book:
         log("book: tools/build_book.py --profile quick ...")
@@ -494,6 +499,13 @@ def main(argv=None) -> int:
         phase_done("book build")
     else:
         bk = book.read()
+    if args.book_only:                   # the other numbers stay those of the last full run
+        last = json.loads(LAST_RUN.read_text())
+        last["bk"] = bk
+        LAST_RUN.write_text(json.dumps(last))
+        args.repeats = last["repeats"]
+        write(args, *(last[k] for k in ("info", "note", "sweeps", "trains", "mem", "bk", "total")))
+        return 0
     log("1. pruning sweep")
     sweeps, tasks, models = [], {}, {}
     for name in SWEEP_TASKS:
