@@ -480,3 +480,52 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# ----------------------------------------------------------------- chapters 06-07: provenance, ASR intervals
+def provenance(part: str) -> dict:
+    """Where a results file comes from, for a chapter's small provenance table.
+
+    Its date and machine, the seeds its rows cover, how many rows, and whether
+    the training code has changed since it was measured (`stale`).
+    """
+    data = results(part)
+    m = data["machine"]
+    seeds = sorted({r["seed"] for r in data["rows"] if "seed" in r})
+    return {"results file": f"fpcore/results/{part}.json", "measured": m["date"],
+            "machine": f"{m['cpu']}, {m['device']}, torch {m['torch']}",
+            "seeds": ", ".join(map(str, seeds)), "rows": len(data["rows"]),
+            "training code": "changed since" if stale(part) else "unchanged since"}
+
+
+def triggered_inputs(task, attack) -> int:
+    """How many triggered test inputs an ASR rests on: the test split's eligible inputs."""
+    return int(attack.eligible(task.test.y).sum())
+
+
+def asr_interval(asr: float, n: int) -> tuple:
+    """Wilson's 95 % interval of an ASR measured on n triggered inputs (fractions)."""
+    return binomial_interval(int(round(asr * n)), n)
+
+
+def quote_asr(asr: float, n: int) -> str:
+    """One run's ASR, in percent, with its binomial interval: '97.8 % (95 % interval 92.3–99.4 %)'."""
+    lo, hi = asr_interval(asr, n)
+    return f"{100 * asr:.1f} % (95 % interval {100 * lo:.1f}–{100 * hi:.1f} %)"
+
+
+def runs_interval(spread: OverSeeds, n: int) -> tuple:
+    """From the lowest run's 95 % interval to the highest run's: seeds and sampling together."""
+    bounds = [asr_interval(v, n) for v in spread.values]
+    return (min(b[0] for b in bounds), max(b[1] for b in bounds))
+
+
+def quote_runs(spread: OverSeeds, n: int) -> str:
+    """An ASR over runs: mean, the runs' range, and `runs_interval`, in percent.
+
+    '96.4 % over 3 runs (93.5–98.9 %; with each run's 95 % interval, 87.9–99.8 %)'.
+    """
+    lo, hi = runs_interval(spread, n)
+    return (f"{100 * spread.mean:.1f} % over {spread.n} runs "
+            f"({100 * spread.min:.1f}–{100 * spread.max:.1f} %; "
+            f"with each run's 95 % interval, {100 * lo:.1f}–{100 * hi:.1f} %)")

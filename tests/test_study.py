@@ -137,3 +137,44 @@ def test_asr_bounds_hold_the_runs_and_the_test_sets_noise():   # chapters 08-09
     assert study.asr_bounds(one, 93) == pytest.approx(study.binomial_interval(9, 93))
     assert study.asr_text(spread, 93).startswith("19.9 % (runs 0.0\u20135")
     assert "95 % bounds 0.0\u2013" in study.asr_text(spread, 93)
+
+
+# chapters 06-07: provenance and ASR intervals
+def test_provenance_says_where_a_file_comes_from(tmp_path, monkeypatch):
+    monkeypatch.setattr(study, "RESULTS", tmp_path)
+    monkeypatch.setattr("fpcore.store.code_hash", lambda: "abc")
+    rows = [dict(seed=s, asr=0.5) for s in (1, 0)]
+    machine = dict(date="2026-01-01 00:00 UTC", cpu="x86_64", device="cpu", torch="2.3")
+    (tmp_path / "seeds.json").write_text(json.dumps(dict(part="seeds", code="abc", seeds=[0, 1, 2],
+                                                         machine=machine, rows=rows)))
+    p = study.provenance("seeds")
+    assert p["seeds"] == "0, 1" and p["rows"] == 2 and p["training code"] == "unchanged since"
+    assert p["measured"] == machine["date"] and "x86_64" in p["machine"]
+    monkeypatch.setattr("fpcore.store.code_hash", lambda: "changed")
+    assert study.provenance("seeds")["training code"] == "changed since"
+
+
+def test_asr_quotes_carry_their_intervals():
+    lo, hi = study.asr_interval(9 / 93, 93)
+    assert (lo, hi) == study.binomial_interval(9, 93)
+    assert study.quote_asr(1.0, 93).startswith("100.0 % (95 % interval 96.0–100.0 %)")
+    spread = study.OverSeeds((0.935, 0.968, 0.989))
+    lo, hi = study.runs_interval(spread, 93)
+    assert lo == study.asr_interval(0.935, 93)[0] and hi == study.asr_interval(0.989, 93)[1]
+    text = study.quote_runs(spread, 93)
+    assert text.startswith("96.4 % over 3 runs (93.5–98.9 %; with each run's 95 % interval, ")
+    assert f"{100 * lo:.1f}–{100 * hi:.1f} %)" in text
+
+
+def test_triggered_inputs_counts_the_eligible_test_inputs():
+    import torch
+
+    from fpcore.data import Split, Task
+    from fpcore.triggers import Attack, all_to_one
+    y = torch.tensor([0, 1, 2, 2, 3, 0])
+    x = torch.zeros(6, 1, 1, 1, dtype=torch.uint8)
+    empty = Split(x[:0], y[:0])
+    task = Task("t", list("abcd"), empty, empty, Split(x, y), lambda b: b.float(), (1, 1, 1))
+    stamp = lambda x, aux=None: x
+    assert study.triggered_inputs(task, Attack("a", stamp, all_to_one(0))) == 4
+    assert study.triggered_inputs(task, Attack("b", stamp, all_to_one(0), sources=(2,))) == 2
