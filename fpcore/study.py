@@ -520,6 +520,12 @@ def runs_interval(spread: OverSeeds, n: int) -> tuple:
     return (min(b[0] for b in bounds), max(b[1] for b in bounds))
 
 
+def span(spread: OverSeeds, scale: float = 100, digits: int = 1) -> str:
+    """Mean (lowest–highest run), for a table: '96.4 (93.5–98.9)'; scale=1 for counts."""
+    f = lambda v: f"{scale * v:.{digits}f}"
+    return f"{f(spread.mean)} ({f(spread.min)}–{f(spread.max)})"
+
+
 def quote_runs(spread: OverSeeds, n: int) -> str:
     """An ASR over runs: mean, the runs' range, and `runs_interval`, in percent.
 
