@@ -451,37 +451,6 @@ def asr_text(spread: OverSeeds, n: int) -> str:
             f"95 % bounds {100 * lo:.1f}\u2013{100 * hi:.1f})")
 
 
-# ----------------------------------------------------------------- the command line
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m fpcore.study", description=__doc__.split("\n\n")[0],
-                                epilog=__doc__.split("\n\n")[2],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True)
-    r = sub.add_parser("run", help="measure a part (resumes where it stopped)")
-    r.add_argument("part", choices=PARTS)
-    r.add_argument("--shard", default="0/1", help="i/n: this process runs every n-th group")
-    r.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
-    c = sub.add_parser("collect", help="write fpcore/results/<part>.json from the work files")
-    c.add_argument("parts", nargs="*", default=list(PARTS))
-    for q in (r, c):
-        q.add_argument("--seeds", nargs="*", type=int, default=list(SEEDS))
-    args = p.parse_args(argv)
-    if args.command == "run":
-        import torch
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        shard, shards = (int(v) for v in args.shard.split("/"))
-        run(args.part, shard, shards, tuple(args.seeds), log=lambda m: print(m, flush=True))
-        return 0
-    for part in args.parts:
-        print(collect(part, tuple(args.seeds)))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 # ----------------------------------------------------------------- chapters 06-07: provenance, ASR intervals
 def provenance(part: str) -> dict:
     """Where a results file comes from, for a chapter's small provenance table.
@@ -514,24 +483,39 @@ def quote_asr(asr: float, n: int) -> str:
     return f"{100 * asr:.1f} % (95 % interval {100 * lo:.1f}–{100 * hi:.1f} %)"
 
 
-def runs_interval(spread: OverSeeds, n: int) -> tuple:
-    """From the lowest run's 95 % interval to the highest run's: seeds and sampling together."""
-    bounds = [asr_interval(v, n) for v in spread.values]
-    return (min(b[0] for b in bounds), max(b[1] for b in bounds))
-
-
 def span(spread: OverSeeds, scale: float = 100, digits: int = 1) -> str:
     """Mean (lowest–highest run), for a table: '96.4 (93.5–98.9)'; scale=1 for counts."""
     f = lambda v: f"{scale * v:.{digits}f}"
     return f"{f(spread.mean)} ({f(spread.min)}–{f(spread.max)})"
 
 
-def quote_runs(spread: OverSeeds, n: int) -> str:
-    """An ASR over runs: mean, the runs' range, and `runs_interval`, in percent.
+# ----------------------------------------------------------------- the command line
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m fpcore.study", description=__doc__.split("\n\n")[0],
+                                epilog=__doc__.split("\n\n")[2],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="measure a part (resumes where it stopped)")
+    r.add_argument("part", choices=PARTS)
+    r.add_argument("--shard", default="0/1", help="i/n: this process runs every n-th group")
+    r.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
+    c = sub.add_parser("collect", help="write fpcore/results/<part>.json from the work files")
+    c.add_argument("parts", nargs="*", default=list(PARTS))
+    for q in (r, c):
+        q.add_argument("--seeds", nargs="*", type=int, default=list(SEEDS))
+    args = p.parse_args(argv)
+    if args.command == "run":
+        import torch
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        shard, shards = (int(v) for v in args.shard.split("/"))
+        run(args.part, shard, shards, tuple(args.seeds), log=lambda m: print(m, flush=True))
+        return 0
+    for part in args.parts:
+        print(collect(part, tuple(args.seeds)))
+    return 0
 
-    '96.4 % over 3 runs (93.5–98.9 %; with each run's 95 % interval, 87.9–99.8 %)'.
-    """
-    lo, hi = runs_interval(spread, n)
-    return (f"{100 * spread.mean:.1f} % over {spread.n} runs "
-            f"({100 * spread.min:.1f}–{100 * spread.max:.1f} %; "
-            f"with each run's 95 % interval, {100 * lo:.1f}–{100 * hi:.1f} %)")
+
+if __name__ == "__main__":
+    sys.exit(main())
+

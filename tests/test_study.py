@@ -159,13 +159,8 @@ def test_asr_quotes_carry_their_intervals():
     assert (lo, hi) == study.binomial_interval(9, 93)
     assert study.quote_asr(1.0, 93).startswith("100.0 % (95 % interval 96.0–100.0 %)")
     spread = study.OverSeeds((0.935, 0.968, 0.989))
-    lo, hi = study.runs_interval(spread, 93)
-    assert lo == study.asr_interval(0.935, 93)[0] and hi == study.asr_interval(0.989, 93)[1]
     assert study.span(spread) == "96.4 (93.5–98.9)"
     assert study.span(study.OverSeeds((45, 45, 51)), scale=1, digits=0) == "47 (45–51)"
-    text = study.quote_runs(spread, 93)
-    assert text.startswith("96.4 % over 3 runs (93.5–98.9 %; with each run's 95 % interval, ")
-    assert f"{100 * lo:.1f}–{100 * hi:.1f} %)" in text
 
 
 def test_triggered_inputs_counts_the_eligible_test_inputs():
