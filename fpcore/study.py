@@ -264,6 +264,8 @@ def _key(job: dict) -> str:
 
 def run(part: str, shard: int = 0, shards: int = 1, seeds=SEEDS, log=print) -> Path:
     """Measure every job of a part's shard not yet in its work file; returns the file."""
+    import torch
+
     from .store import code_hash
     code = code_hash()
     out = work_dir() / f"{part}-{shard}of{shards}.jsonl"
@@ -274,7 +276,7 @@ def run(part: str, shard: int = 0, shards: int = 1, seeds=SEEDS, log=print) -> P
     for i, job in enumerate(jobs):
         if _key(job) in done:
             continue
-        row = {"job": job, "code": code, **measure(job, tasks)}
+        row = {"job": job, "code": code, "threads": torch.get_num_threads(), **measure(job, tasks)}
         with out.open("a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
         log(f"[{part} {shard}/{shards}] {i + 1}/{len(jobs)} {job}: "
@@ -312,12 +314,15 @@ def collect(part: str, seeds=SEEDS) -> Path:
         raise RuntimeError(f"study part {part!r}: {len(missing)} of {len(jobs)} jobs have no row "
                            f"for this code (first: {missing[0]}); run `python -m fpcore.study "
                            f"run {part}` first")
-    flat = [{**r["job"], **{k: v for k, v in r.items() if k not in ("job", "code")}}
-            for r in (rows[_key(j)] for j in jobs)]
+    picked = [rows[_key(j)] for j in jobs]
+    threads = {r.get("threads", 1) for r in picked}     # rows before it was recorded: --threads 1
+    flat = [{**r["job"], **{k: v for k, v in r.items() if k not in ("job", "code", "threads")}}
+            for r in picked]
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"{part}.json"
     out.write_text(json.dumps({"part": part, "code": code, "seeds": list(seeds),
-                               "machine": machine(), "rows": flat}, indent=0) + "\n",
+                               "machine": {**machine(), "threads": max(threads)},
+                               "rows": flat}, indent=0) + "\n",
                    encoding="utf-8")
     return out
 
@@ -330,6 +335,20 @@ def results(part: str) -> dict:
         raise FileNotFoundError(f"{path} is missing: run `make study` (or `python -m fpcore.study "
                                 f"run {part}` then `collect {part}`) to measure it")
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def same_run(part: str, profile: str, seed: int) -> bool:
+    """Is a live run of this chapter one of the file's runs, so the two must agree?
+
+    Only in the quick profile, for a seed the file holds, with the code that
+    made the file and the same number of torch threads: with another count,
+    the CPU sums in another order, training drifts, and the live run is one
+    more sample, not a repeat (the file's spread does not bound it).
+    """
+    import torch
+    data = results(part)
+    return (profile == "quick" and seed in data["seeds"] and not stale(part)
+            and data["machine"].get("threads") == torch.get_num_threads())
 
 
 def stale(part: str) -> bool:

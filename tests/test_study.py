@@ -175,3 +175,21 @@ def test_triggered_inputs_counts_the_eligible_test_inputs():
     stamp = lambda x, aux=None: x
     assert study.triggered_inputs(task, Attack("a", stamp, all_to_one(0))) == 4
     assert study.triggered_inputs(task, Attack("b", stamp, all_to_one(0), sources=(2,))) == 2
+
+
+def test_a_live_run_is_checked_only_when_it_repeats_a_run_of_the_file(tmp_path, monkeypatch):
+    import torch
+    monkeypatch.setattr(study, "RESULTS", tmp_path)
+    monkeypatch.setattr("fpcore.store.code_hash", lambda: "abc")
+    data = {"part": "seeds", "code": "abc", "seeds": [0, 1, 2], "rows": [],
+            "machine": {"threads": torch.get_num_threads()}}
+    (tmp_path / "seeds.json").write_text(json.dumps(data))
+    assert study.same_run("seeds", "quick", 0)
+    assert not study.same_run("seeds", "full", 0) and not study.same_run("seeds", "quick", 5)
+    data["machine"]["threads"] += 1       # another thread count: another run, not a repeat
+    (tmp_path / "seeds.json").write_text(json.dumps(data))
+    assert not study.same_run("seeds", "quick", 0)
+    data["machine"]["threads"] -= 1
+    data["code"] = "older"
+    (tmp_path / "seeds.json").write_text(json.dumps(data))
+    assert not study.same_run("seeds", "quick", 0)
