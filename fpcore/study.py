@@ -220,7 +220,8 @@ def _part(name: str, seeds=SEEDS) -> Part:
     elif name == "budget":
         groups = [tuple(dict(task=t, seed=s, kind=k, defense=d, budget=b)
                         for k in ("badnet", "pruning_aware") for d in DEFENSES)
-                  for b in BUDGETS if b != 0.1 for t in TASKS for s in seeds]
+                  # seed by seed, so an interrupted study has every budget for the first seeds
+                  for s in seeds for b in BUDGETS if b != 0.1 for t in TASKS]
     elif name == "recipe":
         # the two recipes side by side; then the learning rate, seen through a check slice
         groups = [tuple([dict(task=t, seed=s, kind="badnet", defense=d, recipe=r)
