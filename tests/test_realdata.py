@@ -7,11 +7,10 @@ accuracy stays close. Trained and defended models go through fpcore's cache,
 so the book build that follows reuses them. Skipped with a reason when no local copy of
 the data and no network is available; in CI (CI set) missing data fails.
 """
-import time
-
 import pytest
 
 import fpcore
+from fpcore import study
 from fpcore.download import DataMissingError
 
 pytestmark = pytest.mark.realdata
@@ -40,30 +39,49 @@ def test_backdoor_is_stealthy_and_effective(task):
     assert clean["asr"] <= 0.10, clean
 
 
-# At this scale fine-pruning does not meet the target on every task; the book's
-# chapters 09 and 10 show by how much and why. strict=True: the day it passes,
-# this marker must go.
-SHORT_OF_TARGET = {
-    "signs": "fine-pruning removes the sticker backdoor only at a cost of several points "
-             "(validation split: 10 % of the tracks, ~130 physical signs)",
-    "faces": "fine-pruning does not remove the sunglasses backdoor "
-             "(validation split: ~4 faces per person)",
-}
+# The course's target for fine-pruning: the backdoor removed (ASR <= 10 %) for at
+# most 3 points of clean accuracy. At the default budget (fpcore.data.BUDGET) the
+# study's runs (fpcore/results/seeds.json, seeds 0-2) meet it on speech and not on
+# signs or faces; chapter 12 shows which budget those would need. The test asserts
+# what held in every run: the target where every run met it, elsewhere the best the
+# runs reached (the live run must land where they did).
+TARGET_ASR, TARGET_COST = 0.10, 3.0
+COST_SLACK = 2.0       # points: a live run with another thread count is one more run
 
 
-def test_fine_pruning_removes_the_backdoor(task, request):
-    if task.name in SHORT_OF_TARGET:
-        request.applymarker(pytest.mark.xfail(reason=SHORT_OF_TARGET[task.name], strict=True))
-    t0 = time.time()
+def study_runs(name):
+    """Fine-pruning of the BadNets network at the default budget, in the study's runs."""
+    rows = study.select(study.results("seeds")["rows"], task=name, kind="badnet",
+                        budget=fpcore.data.BUDGET, max_drop=None)
+    before = {r["seed"]: r["acc"] for r in study.select(rows, defense="none")}
+    after = sorted(study.select(rows, defense="fine_pruning"), key=lambda r: r["seed"])
+    assert after, f"seeds.json has no fine-pruning row for {name}"
+    asr = study.OverSeeds(tuple(r["asr"] for r in after))
+    cost = study.OverSeeds(tuple(points(before[r["seed"]] - r["acc"]) for r in after))
+    return asr, cost
+
+
+def test_fine_pruning_at_the_default_budget(task):
+    """Fine-pruning (ranking, stopping, fine-tuning on validation only) does what it did
+    in every run of the study: the target on speech; on signs and faces, no worse."""
+    asr, cost = study_runs(task.name)
+    on_target = all(a <= TARGET_ASR and c <= TARGET_COST for a, c in zip(asr.values, cost.values))
     attack = fpcore.default_attack(task)
-    model = fpcore.trained_model(task, "badnet", "quick")
-    bad = fpcore.evaluate(model, task, attack)
+    bad = fpcore.evaluate(fpcore.trained_model(task, "badnet", "quick"), task, attack)
     defended = fpcore.defended_model(task, "badnet", "fine_pruning", "quick")
     after = fpcore.evaluate(defended, task, attack)
-    print(f"{task.name}: backdoored {bad}, fine-pruned (k={defended.pruned}) {after}, "
-          f"{time.time() - t0:.0f}s")
-    assert after["asr"] <= 0.10, after
-    assert points(bad["acc"] - after["acc"]) <= 3.0, (bad, after)
+    lost = points(bad["acc"] - after["acc"])
+    print(f"{task.name}: backdoored {bad}, fine-pruned (k={defended.pruned}) {after}; "
+          f"the study's runs: ASR {asr}, cost {cost.min:.1f}-{cost.max:.1f} points")
+    if on_target:          # speech: the target itself
+        assert after["asr"] <= TARGET_ASR, after
+        assert lost <= TARGET_COST, (bad, after)
+        return
+    # signs, faces: short of the target in the study; the live run lands where its runs did
+    n = study.triggered_inputs(task, attack)
+    _, hi = study.asr_bounds(asr, n)
+    assert after["asr"] <= hi, f"ASR {after['asr']:.3f} above the study's runs' bound {hi:.3f}"
+    assert lost <= cost.max + COST_SLACK, f"cost {lost:.1f} points, the study's runs {cost}"
 
 
 def test_fine_pruning_weakens_every_backdoor(task):
