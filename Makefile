@@ -94,7 +94,7 @@ release: install
 # The findings over several seeds (fpcore/study.py): trains and defends a few hundred
 # networks, hours on 2 CPU cores, so it is not part of `make test`. Each part runs in
 # STUDY_JOBS processes (one per core) and resumes where it stopped; `collect` writes the
-# committed results files fpcore/results/<part>.json that chapters 06-10 read.
+# committed results files fpcore/results/<part>.json that chapters 06-10 and 12 read.
 STUDY_PARTS ?= seeds recipe phases budget
 STUDY_JOBS  ?= 2
 .PHONY: study

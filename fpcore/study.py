@@ -1,4 +1,4 @@
-"""The findings behind chapters 06-10, over several seeds: the experiments and their results.
+"""The findings behind chapters 06-10 and 12, over several seeds: the experiments and their results.
 
 One training run can mislead (chapter 09's seed exercise shows verdicts that
 flip with the seed), so the book's claims come from several runs. They cost
