@@ -223,11 +223,14 @@ def _part(name: str, seeds=SEEDS) -> Part:
                   # seed by seed, so an interrupted study has every budget for the first seeds
                   for s in seeds for b in BUDGETS if b != 0.1 for t in TASKS]
     elif name == "recipe":
-        # the two recipes side by side; then the learning rate, seen through a check slice
+        # the two recipes side by side; then the learning rate, seen through a check
+        # slice; then fine-pruning seen through one, on every kind of network
         groups = [tuple([dict(task=t, seed=s, kind="badnet", defense=d, recipe=r)
                          for d in ("fine_tuning", "fine_pruning") for r in RECIPES]
                         + [dict(task=t, seed=s, kind="badnet", defense="fine_tuning", lr=lr,
-                                check=True) for lr in LEARNING_RATES])
+                                check=True) for lr in LEARNING_RATES]
+                        + [dict(task=t, seed=s, kind=k, defense="fine_pruning", check=True)
+                           for k in KINDS])
                   for t in TASKS for s in seeds]
     elif name == "phases":
         groups = [tuple(dict(config=c, seed=s) for c in PHASE_CONFIGS) for s in seeds[:2]]
