@@ -33,6 +33,9 @@ def test_the_parts_have_what_the_findings_need():
     recipe = study._part("recipe").jobs()
     assert {j.get("recipe") for j in recipe} == {"course", "backdoorbench", None}
     assert len({j["lr"] for j in recipe if "lr" in j}) >= 4
+    # the clean cost a defender would see: fine-pruning through a check slice, every kind
+    assert {j["kind"] for j in recipe if j.get("check") and j["defense"] == "fine_pruning"
+            and "lr" not in j} == set(study.KINDS)
     assert {j["max_drop"] for j in seeds if "max_drop" in j} == {2.0, 4.0}
 
 
