@@ -404,6 +404,19 @@ def over_seeds(rows: Iterable[dict], metric: str, **where) -> OverSeeds:
     return OverSeeds(tuple(r[metric] for r in picked))
 
 
+def clean_cost(rows: Iterable[dict], defense: str, **where) -> OverSeeds:
+    """Clean accuracy a defense cost, seed by seed, in points (negative: a gain).
+
+    Each seed's defended network is compared with the same seed's received one
+    (defense "none", same `where`), so the spread is that of the cost itself.
+    """
+    rows = list(rows)
+    before = {r["seed"]: r["acc"] for r in select(rows, defense="none", **where)}
+    after = over_seeds(rows, "acc", defense=defense, **where)
+    seeds = sorted(r["seed"] for r in select(rows, defense=defense, **where))
+    return OverSeeds(tuple(100 * (before[s] - a) for s, a in zip(seeds, after.values)))
+
+
 def verdicts(rows: Iterable[dict], defense: str, **where) -> dict:
     """Per seed, what `defense` did to the backdoor (fpcore.chapter.verdict words).
 

@@ -51,14 +51,10 @@ COST_SLACK = 2.0       # points: a live run with another thread count is one mor
 
 def study_runs(name):
     """Fine-pruning of the BadNets network at the default budget, in the study's runs."""
-    rows = study.select(study.results("seeds")["rows"], task=name, kind="badnet",
-                        budget=fpcore.data.BUDGET, max_drop=None)
-    before = {r["seed"]: r["acc"] for r in study.select(rows, defense="none")}
-    after = sorted(study.select(rows, defense="fine_pruning"), key=lambda r: r["seed"])
-    assert after, f"seeds.json has no fine-pruning row for {name}"
-    asr = study.OverSeeds(tuple(r["asr"] for r in after))
-    cost = study.OverSeeds(tuple(points(before[r["seed"]] - r["acc"]) for r in after))
-    return asr, cost
+    rows = study.results("seeds")["rows"]
+    where = dict(task=name, kind="badnet", budget=fpcore.data.BUDGET, max_drop=None)
+    return (study.over_seeds(rows, "asr", defense="fine_pruning", **where),
+            study.clean_cost(rows, "fine_pruning", **where))
 
 
 def test_fine_pruning_at_the_default_budget(task):

@@ -196,3 +196,14 @@ def test_a_live_run_is_checked_only_when_it_repeats_a_run_of_the_file(tmp_path, 
     data["code"] = "older"
     (tmp_path / "seeds.json").write_text(json.dumps(data))
     assert not study.same_run("seeds", "quick", 0)
+
+
+def test_clean_cost_pairs_each_seed_with_its_own_received_network():
+    rows = [dict(task="t", seed=s, defense="none", acc=a) for s, a in ((0, 0.9), (1, 0.8))]
+    rows += [dict(task="t", seed=1, defense="fine_pruning", acc=0.7),   # out of seed order
+             dict(task="t", seed=0, defense="fine_pruning", acc=0.95),
+             dict(task="u", seed=0, defense="fine_pruning", acc=0.1)]  # another task
+    cost = study.clean_cost(rows, "fine_pruning", task="t")
+    assert cost.values == pytest.approx((-5.0, 10.0))                  # seed 0 gained
+    with pytest.raises(KeyError):
+        study.clean_cost(rows, "fine_tuning", task="t")
