@@ -9,6 +9,9 @@ For every chapter that _toc.yml lists and whose chapters/NN_name.md exists:
    PROFILE and SEED) into _build/stage/chapters/NN_name.ipynb; a failing cell
    fails the build;
 3. record each chapter's wall time in _build/timings.json and print a table;
+   with --jobs N > 1 (the default on a CPU with several cores) the networks the
+   chapters train are trained first, N at a time (NETWORKS), and then N chapters
+   run at once; every process then has one torch thread (see `kernel_threads`);
 4. stage _config.yml, a _toc.yml filtered to the executed chapters, the landing
    page, _static/ and images, then run
    jupyter-book build _build/stage -W -n --keep-going  (HTML in _build/html).
@@ -18,7 +21,8 @@ Examples:
     python -m tools.build_book --only 03 05        # execute chapters 03 and 05 only
     python -m tools.build_book --reuse             # skip chapters whose staged output is fresh
     python -m tools.build_book --sync --only 03    # rewrite chapter 03's Colab .ipynb first
-    python -m tools.build_book --no-html           # the same tool, run as a module
+    python -m tools.build_book --no-html           # execute only
+    python -m tools.build_book --jobs 1            # one chapter at a time, torch's threads
 
 tests/test_book.py and bench/book.py import this module (tools.build_book) for the
 paths and the table of contents.
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import functools
 import json
 import logging
 import os
@@ -35,7 +40,10 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from multiprocessing import get_context
 from pathlib import Path
+from typing import NamedTuple, Optional
 
 import yaml
 
@@ -63,6 +71,9 @@ def parse_args(argv=None):
                    "than its .md/.ipynb and the fpcore sources and was run with the same parameters")
     p.add_argument("--sync", action="store_true", help="rewrite each selected chapter's Colab .ipynb from its .md first")
     p.add_argument("--cell-timeout", type=int, default=1800, help="seconds a single cell may run (default 1800)")
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="chapters (and networks) run at once, one torch thread each; default: the "
+                        "number of CPU cores (at most 4), or 1 on a GPU")
     p.add_argument("--no-html", action="store_true", help="execute only, do not run jupyter-book")
     p.add_argument("--list-notebooks", action="store_true",
                    help="print the executed notebook (_build/stage/chapters/NN_name.ipynb) of every TOC "
@@ -155,7 +166,7 @@ def is_fresh(entry: str, params: dict) -> bool:
         meta = json.loads(out.read_text(encoding="utf-8"))["metadata"]["papermill"]["parameters"]
     except (KeyError, ValueError):
         return False
-    return meta == params
+    return meta == params and staged_threads(entry) == kernel_threads()
 
 
 def parameter_defaults(nb: dict) -> dict:
@@ -188,7 +199,30 @@ def clean_executed(path: Path, params: dict) -> None:
         if cell["cell_type"] == "code":
             cell["outputs"] = [o for o in cell["outputs"] if WIDGET not in o.get("data", {})]
     nb["metadata"].pop("widgets", None)   # their state: myst-nb would load require.js from a CDN
+    nb["metadata"]["fpcore"] = {"torch_threads": kernel_threads()}
     path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def kernel_threads() -> Optional[int]:
+    """The torch threads of the kernels this build starts: 1 when chapters run in
+    parallel (OMP_NUM_THREADS=1, one process per core), else None, torch's default.
+
+    It decides more than speed: a CPU sums in another order with another thread
+    count, so training drifts. nbval's re-execution must use the same count
+    (tests/conftest.py reads it from the executed notebooks), and the study's
+    files (measured with 1 thread) are repeated only by 1-thread kernels.
+    """
+    value = os.environ.get("OMP_NUM_THREADS")
+    return int(value) if value and value.isdigit() else None
+
+
+def staged_threads(entry: str) -> Optional[int]:
+    """The torch threads an executed chapter's kernel had (None: torch's default)."""
+    try:
+        nb = json.loads(staged(entry).read_text(encoding="utf-8"))
+        return nb["metadata"]["fpcore"]["torch_threads"]
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def execute(entry: str, params: dict, timeout: int) -> float:
@@ -216,6 +250,124 @@ def execute(entry: str, params: dict, timeout: int) -> float:
     os.replace(tmp, out)
     (FAILED / out.name).unlink(missing_ok=True)
     return seconds
+
+
+def execute_quietly(entry: str, params: dict, timeout: int) -> tuple[Optional[float], str]:
+    """`execute` in a worker process: (seconds, "") or (None, the error's last line),
+    since papermill's exception does not always survive the trip back."""
+    logging.getLogger("papermill").setLevel(logging.WARNING)
+    try:
+        return execute(entry, params, timeout), ""
+    except Exception as exc:
+        lines = str(exc).strip().splitlines()
+        return None, lines[-1] if lines else type(exc).__name__
+
+
+def execute_all(entries: list[str], params: dict, timeout: int, jobs: int):
+    """Yield (entry, (seconds or None, error)) as chapters finish, `jobs` at a time."""
+    if jobs <= 1 or len(entries) <= 1:
+        for entry in entries:
+            yield entry, execute_quietly(entry, params, timeout)
+        return
+    with pool(jobs) as workers:
+        running = {workers.submit(execute_quietly, e, params, timeout): e for e in entries}
+        while running:
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                yield running.pop(future), future.result()
+
+
+# --------------------------------------------------------------------------
+# several at once: the networks first, then the chapters
+# --------------------------------------------------------------------------
+
+class Network(NamedTuple):
+    """One network a chapter trains (or defends) on a cold cache."""
+    task: str
+    kind: str
+    defense: Optional[str] = None
+    budget: Optional[float] = None     # the defender's share; None is the default
+
+    def needs(self) -> Optional["Network"]:
+        """The network this one is made from, if any."""
+        if self.defense:
+            return self._replace(defense=None)
+        if self.kind == "pruning_aware":
+            return self._replace(kind="clean")
+        return None
+
+
+def book_networks() -> list[Network]:
+    """What the chapters train with their PROFILE and SEED, longest first: the
+    received networks of chapters 02-04 and 07, their defenses (08-10), and the
+    live point of chapter 12. A network missing here is trained by the chapter that
+    asks for it, one process at a time: slower, never wrong."""
+    received = [Network(t, k) for t in ("faces", "speech", "signs")
+                for k in ("clean", "pruning_aware", "badnet")]
+    received.append(Network("speech", "badnet", budget=0.05))
+    defended = [n._replace(defense=d) for n in received if n.kind != "clean"
+                for d in ("fine_pruning", "fine_tuning", "pruning")
+                if n.budget is None or d == "fine_pruning"]
+    return received + defended
+
+
+@functools.lru_cache(maxsize=None)
+def load_task(name: str, budget: Optional[float]):
+    """A worker loads each task once."""
+    import fpcore
+
+    return fpcore.load_task(name, budget=budget)
+
+
+def train_network(net: Network, profile: str, seed: int) -> float:
+    """Put one network in fpcore's model cache (a worker process); its seconds."""
+    import fpcore
+
+    t0 = time.perf_counter()
+    task = load_task(net.task, net.budget)
+    if net.defense:
+        fpcore.defended_model(task, net.kind, net.defense, profile, seed, progress=False)
+    else:
+        fpcore.trained_model(task, net.kind, profile, seed, progress=False)
+    return time.perf_counter() - t0
+
+
+def pool(jobs: int) -> ProcessPoolExecutor:
+    """Fresh interpreters (spawn), so no worker inherits the parent's threads."""
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"))
+
+
+def train_networks(nets: list[Network], params: dict, jobs: int) -> float:
+    """Train `nets` `jobs` at a time, each after the network it is made from,
+    taking the first ready one in list order; the wall time in seconds."""
+    t0 = time.perf_counter()
+    todo, done, running = list(nets), set(), {}
+    with pool(jobs) as workers:
+        while todo or running:
+            for net in [n for n in todo if n.needs() in done or n.needs() not in nets]:
+                if len(running) == jobs:
+                    break
+                todo.remove(net)
+                running[workers.submit(train_network, net, params["PROFILE"], params["SEED"])] = net
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                net = running.pop(future)
+                try:
+                    secs = future.result()
+                except Exception as exc:
+                    raise RuntimeError(f"training {net} failed: {exc}") from exc
+                done.add(net)
+                print(f"    {secs:5.1f} s  {net.task} {net.kind}"
+                      f"{' + ' + net.defense if net.defense else ''}"
+                      f"{f' (budget {net.budget:.0%})' if net.budget else ''}", flush=True)
+    return time.perf_counter() - t0
+
+
+def default_jobs() -> int:
+    """One chapter per CPU core (at most 4, for memory); one at a time on a GPU."""
+    import torch
+
+    return 1 if torch.cuda.is_available() else max(1, min(os.cpu_count() or 1, 4))
 
 
 # --------------------------------------------------------------------------
@@ -267,11 +419,18 @@ def status_page() -> str:
             for name, t in sorted(data["chapters"].items())]
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else (
         f"CPU ({os.cpu_count()} cores, {platform.machine()})")
+    if data.get("networks_seconds"):
+        how = (f"Before the chapters, the build trained the networks they use, {data['jobs']} at a time "
+               f"({data['networks_seconds']:.0f} s), and then ran {data['jobs']} chapters at a time, "
+               f"each with one torch thread: the whole execution took {data['wall_seconds']:.0f} s. "
+               "A chapter's time is what it takes from a full model cache.")
+    else:
+        how = ("The times include training any network that was not yet in fpcore's model "
+               "cache, so a chapter that runs after another one can be much faster than alone.")
     return "\n".join([
         "# Build status", "",
         "How long each chapter took to execute when this book was built, and with which",
-        "parameters. The times include training any network that was not yet in fpcore's model",
-        "cache, so a chapter that runs after another one can be much faster than alone.",
+        "parameters.", how, "",
         f"The build ran on: {device}; torch {torch.__version__}.", "",
         "| chapter | PROFILE | SEED | seconds |", "|---|---|---|--:|", *rows,
         f"| **total** | | | **{data.get('total_seconds', 0):.0f}** |", ""])
@@ -345,39 +504,62 @@ def main(argv=None) -> int:
             timings = json.loads(TIMINGS.read_text())["chapters"]
         except (ValueError, KeyError):
             timings = {}
-    rows, failed = [], []
+    jobs = args.jobs or default_jobs()
+    if jobs > 1:
+        os.environ["OMP_NUM_THREADS"] = "1"     # every worker and kernel: see kernel_threads
+    status, to_run = {}, []
     for c in chapters:
-        name = Path(c).name
-        prev = timings.get(name, {}).get("seconds")
-        prev = f"{prev:.1f}" if prev is not None else "-"
         if c not in selected:
-            rows.append((name, prev, "not selected (earlier output)") if staged(c).exists()
-                        else (name, "-", "not selected, never executed: left out"))
-            continue
-        if args.reuse and is_fresh(c, params):
-            rows.append((name, prev, "reused"))
-            continue
-        print(f"  executing {c}.ipynb (PROFILE={args.profile!r}, SEED={args.seed}) ...", flush=True)
+            status[c] = ("not selected (earlier output)" if staged(c).exists()
+                         else "not selected, never executed: left out")
+        elif args.reuse and is_fresh(c, params):
+            status[c] = "reused"
+        else:
+            to_run.append(c)
+
+    wall0, networks = time.perf_counter(), None
+    if jobs > 1 and to_run and not args.only:
+        print(f"  training the chapters' networks, {jobs} at a time ...", flush=True)
         try:
-            secs = execute(c, params, args.cell_timeout)
-        except Exception as exc:  # papermill raises PapermillExecutionError on a failing cell
+            networks = train_networks(book_networks(), params, jobs)
+        except RuntimeError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        print(f"    {networks:.1f} s", flush=True)
+    print(f"  executing {len(to_run)} chapter(s) (PROFILE={args.profile!r}, SEED={args.seed}), "
+          f"{min(jobs, max(len(to_run), 1))} at a time ...", flush=True)
+    failed = []
+    for c, (secs, error) in execute_all(to_run, params, args.cell_timeout, jobs):
+        name = Path(c).name
+        if secs is None:
             failed.append(c)
-            first = str(exc).strip().splitlines()
-            print(f"  FAILED {c}: {first[-1] if first else type(exc).__name__}", file=sys.stderr)
+            status[c] = "FAILED"
+            timings.pop(name, None)
+            print(f"  FAILED {c}: {error}", file=sys.stderr)
             print(f"    the executed notebook with the error: {FAILED.relative_to(ROOT) / (name + '.ipynb')}",
                   file=sys.stderr)
-            rows.append((name, "-", "FAILED"))
-            timings.pop(name, None)
             continue
         timings[name] = {"seconds": round(secs, 2), **params}
-        rows.append((name, f"{secs:.1f}", "executed"))
-        print(f"    {secs:.1f} s", flush=True)
+        status[c] = "executed"
+        print(f"    {secs:6.1f} s  {name}", flush=True)
+    wall = time.perf_counter() - wall0
 
+    rows = []
+    for c in chapters:
+        t = timings.get(Path(c).name, {}).get("seconds")
+        shown = "-" if t is None or status[c] in ("FAILED", "not selected, never executed: left out") else f"{t:.1f}"
+        rows.append((Path(c).name, shown, status[c]))
     names = {Path(c).name for c in chapters}
     total = sum(t["seconds"] for n, t in timings.items() if n in names)
     BUILD.mkdir(parents=True, exist_ok=True)
-    TIMINGS.write_text(json.dumps({"chapters": timings, "total_seconds": round(total, 2)}, indent=2) + "\n")
-    print_table(rows + [("total", f"{total:.1f}", f"{len(timings)} chapters, see {TIMINGS.relative_to(ROOT)}")])
+    TIMINGS.write_text(json.dumps({
+        "chapters": timings, "total_seconds": round(total, 2), "jobs": jobs,
+        "networks_seconds": networks and round(networks, 2), "wall_seconds": round(wall, 2)},
+        indent=2) + "\n")
+    if networks is not None:
+        rows.insert(0, ("(networks first)", f"{networks:.1f}", f"trained {jobs} at a time"))
+    print_table(rows + [("total", f"{total:.1f}", f"{len(timings)} chapters, see {TIMINGS.relative_to(ROOT)}"),
+                        ("wall time", f"{wall:.1f}", f"{jobs} at a time" if jobs > 1 else "one at a time")])
     if failed:
         print(f"\nerror: {len(failed)} chapter(s) failed: {', '.join(failed)}; no HTML built.", file=sys.stderr)
         return 1
