@@ -34,14 +34,16 @@ book: install
 #    durations, progress bars and memory addresses (tests/nbval_sanitize.cfg): the
 #    numbers, tables and glued values the book shows are reproduced by running the
 #    chapter again. Its trained models come from the cache the build filled.
-# Order: the fast unit tests first, the real-data tests (their models go to the cache
-# the book then reuses), the build (--reuse skips chapters an earlier `make book`
-# already executed with the same inputs), nbval on its output, then the browser checks
-# on the _build/html just built.
+# Order: the fast unit tests first; the build (--reuse skips chapters an earlier
+# `make book` already executed with the same inputs), which on a CPU trains the
+# chapters' networks one process per core and then runs the chapters the same way,
+# one torch thread each; the real-data tests, which find most of their networks in the
+# cache the build filled; nbval on the build's output (a notebook per process, with the
+# build's torch threads: tests/conftest.py); then the browser checks on _build/html.
 test: install
 	$(MAKE) test-unit
-	$(MAKE) test-realdata
 	$(PYTHON) -m tools.build_book --reuse $(BOOK_ARGS)
+	$(MAKE) test-realdata
 	$(MAKE) test-notebooks
 	$(MAKE) test-book
 
@@ -57,7 +59,8 @@ test-realdata: install
 # checks some only.
 NOTEBOOKS ?= $$($(PYTHON) -m tools.build_book --list-notebooks)
 test-notebooks: install
-	FPCORE_BOOK=1 $(PYTEST) --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg $(NOTEBOOKS)
+	FPCORE_BOOK=1 $(PYTEST) --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg \
+	  -n auto --dist loadscope $(NOTEBOOKS)
 
 test-book: install
 	$(PYTEST) -m book tests/test_book.py

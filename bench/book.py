@@ -29,7 +29,8 @@ def read() -> dict:
     """Per-chapter seconds and parameters for every TOC chapter, with the file's date."""
     if not build_book.TIMINGS.exists():
         return {"present": False}
-    chapters = json.loads(build_book.TIMINGS.read_text()).get("chapters", {})
+    data = json.loads(build_book.TIMINGS.read_text())
+    chapters = data.get("chapters", {})
     rows = []
     for entry in build_book.toc_chapters():
         t = chapters.get(Path(entry).name)
@@ -38,7 +39,8 @@ def read() -> dict:
                      "exists": (build_book.ROOT / f"{entry}.md").exists()})
     out = {"present": True, "date": mtime(build_book.TIMINGS), "rows": rows,
            "total": sum(r["seconds"] for r in rows if r["seconds"] is not None),
-           "executed": sum(r["seconds"] is not None for r in rows), "listed": len(rows)}
+           "executed": sum(r["seconds"] is not None for r in rows), "listed": len(rows),
+           "jobs": data.get("jobs", 1), "networks_seconds": data.get("networks_seconds")}
     if build_book.STAMP.exists():
         try:
             out["html_seconds"] = json.loads(build_book.STAMP.read_text()).get("html_seconds")

@@ -225,6 +225,51 @@ def test_executed_notebook_is_cleaned(tmp_path):
         assert out[2]["outputs"] == [printed]
 
 
+def test_book_networks_follow_what_they_are_made_from():
+    """The parallel build trains each network after the one it is made from: a
+    defended network after the received one, a pruning-aware one after the clean one."""
+    nets = book.book_networks()
+    assert len(set(nets)) == len(nets)
+    for i, net in enumerate(nets):
+        if net.needs() is not None:
+            assert net.needs() in nets[:i], f"{net} comes before {net.needs()}"
+    assert book.Network("faces", "badnet", "fine_pruning").needs() == book.Network("faces", "badnet")
+    assert book.Network("faces", "pruning_aware").needs() == book.Network("faces", "clean")
+
+
+def test_book_networks_hold_chapter_12s_live_point():
+    """Chapter 12 trains a network on another budget; the build trains it first."""
+    src = (ROOT / "chapters" / "12_budget.md").read_text(encoding="utf-8")
+    name, kind, budget = eval(re.search(r"^NAME, KIND, BUDGET = (.+?)(#|$)", src, re.M).group(1))
+    nets = book.book_networks()
+    assert book.Network(name, kind, budget=budget) in nets
+    assert book.Network(name, kind, "fine_pruning", budget=budget) in nets
+
+
+def test_a_chapter_run_with_other_threads_is_not_fresh(tmp_path, monkeypatch):
+    """--reuse keeps an executed chapter only if its kernel had the torch threads this
+    build gives its kernels; nbval re-executes with the count the notebook records."""
+    monkeypatch.setattr(book, "STAGE", tmp_path)
+    entry = CHAPTERS[0]
+    out = book.staged(entry)
+    out.parent.mkdir(parents=True)
+    params = {"PROFILE": "quick", "SEED": 0}
+    nb = {"cells": [], "metadata": {"papermill": {"parameters": params}}, "nbformat": 4, "nbformat_minor": 5}
+    for recorded, env, fresh in ((1, "1", True), (None, None, True), (1, None, False), (None, "1", False)):
+        if env is None:
+            monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        else:
+            monkeypatch.setenv("OMP_NUM_THREADS", env)
+        out.write_text(json.dumps(nb))
+        book.clean_executed(out, params)          # records this build's threads
+        meta = json.loads(out.read_text())["metadata"]
+        meta["fpcore"]["torch_threads"] = recorded
+        out.write_text(json.dumps({**nb, "metadata": meta}))
+        os.utime(out, (2e9, 2e9))                 # newer than every input
+        assert book.staged_threads(entry) == recorded
+        assert book.is_fresh(entry, params) == fresh, (recorded, env)
+
+
 def test_nbval_sanitizers_mask_only_run_to_run_noise():
     """make test-notebooks masks durations, progress bars, addresses and temporary paths
     (tests/nbval_sanitize.cfg), and nothing a chapter computes."""
