@@ -10,8 +10,8 @@ For every chapter that _toc.yml lists and whose chapters/NN_name.md exists:
    fails the build;
 3. record each chapter's wall time in _build/timings.json and print a table;
    with --jobs N > 1 (the default on a CPU with several cores) the networks the
-   chapters train are trained first, N at a time (NETWORKS), and then N chapters
-   run at once; every process then has one torch thread (see `kernel_threads`);
+   chapters train are trained first, N at a time (`book_networks`), and then N
+   chapters run at once; every process then has one torch thread (`kernel_threads`);
 4. stage _config.yml, a _toc.yml filtered to the executed chapters, the landing
    page, _static/ and images, then run
    jupyter-book build _build/stage -W -n --keep-going  (HTML in _build/html).
@@ -209,7 +209,7 @@ def kernel_threads() -> Optional[int]:
 
     It decides more than speed: a CPU sums in another order with another thread
     count, so training drifts. nbval's re-execution must use the same count
-    (tests/conftest.py reads it from the executed notebooks), and the study's
+    (the top-level conftest.py reads it from the executed notebooks), and the study's
     files (measured with 1 thread) are repeated only by 1-thread kernels.
     """
     value = os.environ.get("OMP_NUM_THREADS")
@@ -498,12 +498,11 @@ def main(argv=None) -> int:
 
     # 2. execution
     params = {"PROFILE": args.profile, "SEED": args.seed}
-    timings = {}
-    if TIMINGS.exists():
-        try:
-            timings = json.loads(TIMINGS.read_text())["chapters"]
-        except (ValueError, KeyError):
-            timings = {}
+    try:
+        previous = json.loads(TIMINGS.read_text())
+        timings = dict(previous["chapters"])
+    except (OSError, ValueError, KeyError, TypeError):
+        previous, timings = {}, {}
     jobs = args.jobs or default_jobs()
     if jobs > 1:
         os.environ["OMP_NUM_THREADS"] = "1"     # every worker and kernel: see kernel_threads
@@ -552,10 +551,12 @@ def main(argv=None) -> int:
     names = {Path(c).name for c in chapters}
     total = sum(t["seconds"] for n, t in timings.items() if n in names)
     BUILD.mkdir(parents=True, exist_ok=True)
-    TIMINGS.write_text(json.dumps({
-        "chapters": timings, "total_seconds": round(total, 2), "jobs": jobs,
-        "networks_seconds": networks and round(networks, 2), "wall_seconds": round(wall, 2)},
-        indent=2) + "\n")
+    run = {"jobs": jobs, "networks_seconds": networks and round(networks, 2),
+           "wall_seconds": round(wall, 2)}
+    if not to_run:                          # nothing executed: keep how the times were made
+        run = {k: previous.get(k) for k in run}
+    TIMINGS.write_text(json.dumps({"chapters": timings, "total_seconds": round(total, 2), **run},
+                                  indent=2) + "\n")
     if networks is not None:
         rows.insert(0, ("(networks first)", f"{networks:.1f}", f"trained {jobs} at a time"))
     print_table(rows + [("total", f"{total:.1f}", f"{len(timings)} chapters, see {TIMINGS.relative_to(ROOT)}"),
