@@ -51,8 +51,10 @@ test: install
 test-unit: install
 	$(PYTEST) -m "not book and not realdata"
 
+# One test per CPU core, one torch thread each: what they train matches the book's and
+# the study's networks (tools/build_book.py, kernel_threads).
 test-realdata: install
-	$(PYTEST) -m realdata
+	OMP_NUM_THREADS=1 $(PYTEST) -m realdata -n auto
 
 # The notebooks the book build executed (_build/stage/chapters/NN_name.ipynb, never the
 # template); make test-notebooks NOTEBOOKS="_build/stage/chapters/01_introduction.ipynb"
