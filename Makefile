@@ -39,7 +39,7 @@ book: install
 # chapters' networks one process per core and then runs the chapters the same way,
 # one torch thread each; the real-data tests, which find most of their networks in the
 # cache the build filled; nbval on the build's output (a notebook per process, with the
-# build's torch threads: tests/conftest.py); then the browser checks on _build/html.
+# build's torch threads: conftest.py); then the browser checks on _build/html.
 test: install
 	$(MAKE) test-unit
 	$(PYTHON) -m tools.build_book --reuse $(BOOK_ARGS)

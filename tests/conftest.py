@@ -45,4 +45,3 @@ def real_data(skip_or_fail):
 # The tests marked `book` build _build/html with tools/build_book.py unless a build that
 # is newer than every input already exists (as after `make book` or the build step of
 # `make test`). Set FP_BOOK_REBUILD=1 to force a rebuild.
-
